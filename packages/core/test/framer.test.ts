@@ -1,0 +1,163 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type Frame, Framer } from '../src/codec/framer.ts';
+import { Writer } from '../src/codec/writer.ts';
+import { ProtocolError } from '../src/errors.ts';
+import { fcParams } from './fc.ts';
+
+function stream(): { bytes: Uint8Array; expected: Array<[number, number[]]> } {
+  const w = new Writer(16);
+  const expected: Array<[number, number[]]> = [];
+  const add = (type: number, body: number[]) => {
+    w.begin(type).bytes(Uint8Array.from(body)).end();
+    expected.push([type, body]);
+  };
+  add(0x52, [0, 0, 0, 0]);
+  add(0x53, [...new TextEncoder().encode('client_encoding\0UTF8\0')]);
+  add(0x5a, [0x49]);
+  add(0x6e, []);
+  add(
+    0x44,
+    Array.from({ length: 300 }, (_, i) => i & 0xff),
+  );
+  add(0x64, [1, 2, 3]);
+  return { bytes: w.take(), expected };
+}
+
+function drain(f: Framer): Array<[number, number[]]> {
+  const out: Array<[number, number[]]> = [];
+  let m: Frame | null;
+  // biome-ignore lint/suspicious/noAssignInExpressions: idiomatic drain loop
+  while ((m = f.next()) !== null) out.push([m.type, [...m.body]]);
+  return out;
+}
+
+describe('Framer', () => {
+  it('yields the same messages for a stream split at every offset (two chunks)', () => {
+    const { bytes, expected } = stream();
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const f = new Framer();
+      const got: Array<[number, number[]]> = [];
+      f.push(bytes.subarray(0, cut));
+      got.push(...drain(f));
+      f.push(bytes.subarray(cut));
+      got.push(...drain(f));
+      expect(got, `cut at ${cut}`).toEqual(expected);
+      expect(f.buffered).toBe(0);
+    }
+  });
+
+  it('yields the same messages when fed one byte at a time and in random chunkings', () => {
+    const { bytes, expected } = stream();
+    const f = new Framer();
+    const got: Array<[number, number[]]> = [];
+    for (let i = 0; i < bytes.length; i++) {
+      f.push(bytes.subarray(i, i + 1));
+      got.push(...drain(f));
+    }
+    expect(got).toEqual(expected);
+
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 40 }), (sizes) => {
+        const f2 = new Framer();
+        const out: Array<[number, number[]]> = [];
+        let pos = 0;
+        let k = 0;
+        while (pos < bytes.length) {
+          const n = sizes[k++ % sizes.length]!;
+          f2.push(bytes.subarray(pos, pos + n));
+          pos += n;
+          out.push(...drain(f2));
+        }
+        expect(out).toEqual(expected);
+      }),
+      fcParams(),
+    );
+  });
+
+  it('does not copy a chunk that holds whole messages (zero-copy views)', () => {
+    const { bytes } = stream();
+    const f = new Framer();
+    f.push(bytes);
+    const m = f.next()!;
+    expect(m.body.buffer).toBe(bytes.buffer);
+  });
+
+  it('gathers a very large message in linear time without preallocating the announced length', () => {
+    const size = 8 * 1024 * 1024;
+    const head = new Uint8Array(5);
+    head[0] = 0x64;
+    new DataView(head.buffer).setInt32(1, size + 4);
+    const f = new Framer();
+    f.push(head);
+    expect(f.next()).toBeNull();
+    const chunk = new Uint8Array(64 * 1024).fill(7);
+    for (let sent = 0; sent < size; sent += chunk.length) {
+      f.push(chunk);
+      if (sent + chunk.length < size) expect(f.next()).toBeNull();
+    }
+    const m = f.next()!;
+    expect(m.type).toBe(0x64);
+    expect(m.body.length).toBe(size);
+    expect(m.body[size - 1]).toBe(7);
+  });
+
+  it('never allocates for an announced length before the bytes arrive', () => {
+    const f = new Framer();
+    const head = Uint8Array.of(0x64, 0x3f, 0xff, 0xff, 0xff, 1);
+    f.push(head);
+    expect(f.next()).toBeNull();
+    // Internal capacity stays small: reaching in is the only way to see it.
+    const cap = (f as unknown as { buf: Uint8Array }).buf.length;
+    expect(cap).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  it('rejects a length below 4 and above the configured maximum with a ProtocolError', () => {
+    const f = new Framer();
+    f.push(Uint8Array.of(0x5a, 0, 0, 0, 3));
+    expect(() => f.next()).toThrow(ProtocolError);
+    expect(() => f.next()).toThrow(/invalid message length 3 for message type "Z"/);
+
+    const g = new Framer({ maxMessageLength: 1000 });
+    g.push(Uint8Array.of(0x44, 0, 0, 0x03, 0xe9));
+    expect(() => g.next()).toThrow(/exceeds the limit of 1000/);
+
+    const h = new Framer();
+    h.push(Uint8Array.of(0x44, 0xff, 0xff, 0xff, 0xff));
+    expect(() => h.next()).toThrow(ProtocolError);
+  });
+
+  it('serves unframed bytes and untyped packets from the same buffer', () => {
+    const f = new Framer();
+    // 'S' reply, then a typed message, as a server might (mis)behave: the caller decides.
+    f.push(Uint8Array.of(0x53, 0x5a, 0, 0, 0, 5, 0x49));
+    expect(f.readByte()).toBe(0x53);
+    expect(f.buffered).toBe(6);
+    expect(f.next()).toEqual({ type: 0x5a, body: Uint8Array.of(0x49) });
+
+    const g = new Framer();
+    g.push(Uint8Array.of(0, 0, 0, 8, 4, 0xd2));
+    expect(g.nextUntyped(8, 10004)).toBeNull();
+    g.push(Uint8Array.of(0x16, 0x2f));
+    expect([...g.nextUntyped(8, 10004)!]).toEqual([4, 0xd2, 0x16, 0x2f]);
+    g.push(Uint8Array.of(0, 0, 0, 3));
+    expect(() => g.nextUntyped(8, 10004)).toThrow(/invalid length of startup packet: 3/);
+  });
+
+  it('only ever yields frames or ProtocolErrors for arbitrary bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), fc.integer({ min: 1, max: 64 }), (bytes, step) => {
+        const f = new Framer({ maxMessageLength: 1 << 16 });
+        try {
+          for (let i = 0; i < bytes.length; i += step) {
+            f.push(bytes.subarray(i, i + step));
+            while (f.next() !== null) {}
+          }
+        } catch (e) {
+          expect(e).toBeInstanceOf(ProtocolError);
+        }
+      }),
+      fcParams(),
+    );
+  });
+});
