@@ -1,1 +1,1 @@
-export {};
+export { demoLines } from './commands/demo.ts';

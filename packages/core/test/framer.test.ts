@@ -161,3 +161,44 @@ describe('Framer', () => {
     );
   });
 });
+
+describe('Writer', () => {
+  it('back-patches lengths and coalesces several messages into one buffer', () => {
+    const w = new Writer(4);
+    w.begin(0x51).cstring('select 1').end();
+    w.beginUntyped().i32(80877103).end();
+    expect([...w.take()]).toEqual([
+      0x51,
+      0,
+      0,
+      0,
+      13,
+      ...new TextEncoder().encode('select 1'),
+      0,
+      0,
+      0,
+      0,
+      8,
+      0x04,
+      0xd2,
+      0x16,
+      0x2f,
+    ]);
+    expect(w.length).toBe(0);
+  });
+
+  it('encodes non-ASCII text as UTF-8', () => {
+    const w = new Writer(2);
+    w.text('é€😀');
+    expect([...w.take()]).toEqual([...new TextEncoder().encode('é€😀')]);
+  });
+
+  it('refuses a NUL inside a C string and stays usable', () => {
+    const w = new Writer();
+    w.begin(0x51).cstring('ok').end();
+    w.begin(0x51);
+    expect(() => w.cstring('a\0b')).toThrow(ProtocolError);
+    w.begin(0x58).end();
+    expect([...w.take()]).toEqual([0x51, 0, 0, 0, 7, 0x6f, 0x6b, 0, 0x58, 0, 0, 0, 4]);
+  });
+});

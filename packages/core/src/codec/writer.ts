@@ -14,6 +14,8 @@ export class Writer {
   private pos = 0;
   /** Offset of the open message's length word, or -1. */
   private lengthAt = -1;
+  /** Where the open message starts (its type byte, if any). */
+  private messageStart = 0;
 
   constructor(initialCapacity = 1024) {
     this.buf = new Uint8Array(initialCapacity);
@@ -40,6 +42,7 @@ export class Writer {
   begin(type: number): this {
     if (this.lengthAt !== -1) throw new Error('Writer: message already open');
     this.ensure(5);
+    this.messageStart = this.pos;
     this.buf[this.pos++] = type;
     this.lengthAt = this.pos;
     this.pos += 4;
@@ -50,8 +53,18 @@ export class Writer {
   beginUntyped(): this {
     if (this.lengthAt !== -1) throw new Error('Writer: message already open');
     this.ensure(4);
+    this.messageStart = this.pos;
     this.lengthAt = this.pos;
     this.pos += 4;
+    return this;
+  }
+
+  /** Discards the open message (an encoder failed half-way); earlier messages stay. */
+  abort(): this {
+    if (this.lengthAt !== -1) {
+      this.pos = this.messageStart;
+      this.lengthAt = -1;
+    }
     return this;
   }
 
@@ -129,7 +142,11 @@ export class Writer {
 
   /** A NUL-terminated string. The protocol cannot carry an embedded NUL, so that is refused. */
   cstring(s: string): this {
-    if (s.includes('\0')) throw new ProtocolError('string contains a NUL byte and cannot be sent');
+    if (s.includes('\0')) {
+      // Drop the half-written message so the writer stays usable for the next one.
+      this.abort();
+      throw new ProtocolError('string contains a NUL byte and cannot be sent');
+    }
     return this.text(s).u8(0);
   }
 
