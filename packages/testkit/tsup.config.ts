@@ -7,4 +7,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'es2022',
+  // postgres.ts resolves the PostgreSQL packages from import.meta.url, which CJS output lacks.
+  shims: true,
 });

@@ -1,3 +1,41 @@
+export * from './auth/index.ts';
+export {
+  type AuthMethodUsed,
+  type ChannelBindingMode,
+  type ClientAction,
+  type ClientEvent,
+  ClientHandshake,
+  type ClientState,
+  type HandshakeConfig,
+  type HandshakeResult,
+  type HandshakeStep,
+  type TlsMaterial,
+} from './client/handshake.ts';
+export {
+  type AuthMethodName,
+  checkRequireAuth,
+  parseRequireAuth,
+  REQUIRE_AUTH_ANY,
+  type RequireAuth,
+} from './client/require-auth.ts';
+export {
+  allowedEncryptionMethods,
+  type EncryptionMethod,
+  type GssEncMode,
+  SSL_MODES,
+  type SslMode,
+  type SslNegotiation,
+  sslRequired,
+} from './client/sslmode.ts';
+export {
+  type CertificateNames,
+  certificateNames,
+  nameMatches,
+  parseIPv4,
+  parseIPv6,
+  type SubjectAltName,
+  verifyHostName,
+} from './client/verify.ts';
 export * from './codec/backend.ts';
 export * from './codec/constants.ts';
 export { type Frame, Framer, type FramerOptions } from './codec/framer.ts';
@@ -5,4 +43,6 @@ export * from './codec/frontend.ts';
 export { BodyReader, decodeText } from './codec/reader.ts';
 export * from './codec/startup.ts';
 export { Writer } from './codec/writer.ts';
+export { Connection, type NegotiateOptions, negotiate, type QueryResult } from './connection.ts';
 export * from './errors.ts';
+export type * from './transport.ts';

@@ -1,1 +1,2 @@
-export {};
+export * from './certs.ts';
+export * from './postgres.ts';

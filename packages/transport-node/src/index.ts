@@ -1,1 +1,3 @@
-export {};
+export { NodeSocket } from './socket.ts';
+export { tlsConnectOptions, tlsInfoOf } from './tls-options.ts';
+export { NodeTransport, nodeTransport } from './transport.ts';

@@ -1,0 +1,378 @@
+/**
+ * The one small loop that drives a ClientHandshake over a Transport, and the Connection it hands back
+ * after ReadyForQuery. This module owns the connect_timeout timer (a web-standard setTimeout); the
+ * state machine itself stays free of I/O and time.
+ */
+import {
+  type ClientAction,
+  type ClientEvent,
+  ClientHandshake,
+  type HandshakeConfig,
+  type HandshakeResult,
+  type HandshakeStep,
+} from './client/handshake.ts';
+import { type BackendMessage, decodeBackend, type RowDescriptionField } from './codec/backend.ts';
+import { BackendType } from './codec/constants.ts';
+import { Framer } from './codec/framer.ts';
+import { encodeFrontend } from './codec/frontend.ts';
+import { decodeText } from './codec/reader.ts';
+import { Writer } from './codec/writer.ts';
+import { ConnectionError, type NoticeFields, PgConnError, ProtocolError, ServerError } from './errors.ts';
+import type { ConnectOptions, Endpoint, TlsInfo, Transport, TransportSocket } from './transport.ts';
+
+export interface NegotiateOptions {
+  /** connect_timeout in seconds for this address (libpq: values 1 are raised to 2; 0 = none). */
+  connectTimeout?: number;
+  onStep?: (step: HandshakeStep) => void;
+  socket?: Omit<ConnectOptions, 'signal'>;
+}
+
+const describeEndpoint = (e: Endpoint): string =>
+  'path' in e
+    ? `connection to server on socket "${e.path}" failed: `
+    : `connection to server at "${e.host}", port ${e.port} failed: `;
+
+class Timeout extends Error {}
+
+/** Negotiates with one address; resolves with an open Connection or rejects with a PgConnError. */
+export async function negotiate(
+  transport: Transport,
+  endpoint: Endpoint,
+  config: HandshakeConfig,
+  options: NegotiateOptions = {},
+): Promise<Connection> {
+  const hs = new ClientHandshake(config, options.onStep);
+  let socket: TransportSocket | null = null;
+  const abort = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut: Promise<never> | null = null;
+  if (options.connectTimeout && options.connectTimeout > 0) {
+    const ms = Math.max(2, options.connectTimeout) * 1000;
+    timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abort.abort();
+        reject(new Timeout());
+      }, ms);
+    });
+    timedOut.catch(() => {});
+  }
+  const race = <T>(p: Promise<T>): Promise<T> => (timedOut ? Promise.race([p, timedOut]) : p);
+  const connectOptions: ConnectOptions = { ...options.socket, signal: abort.signal };
+  const prefix = describeEndpoint(endpoint);
+
+  try {
+    let actions: ClientAction[] = hs.start();
+    for (;;) {
+      let event: ClientEvent | null = null;
+      for (const a of actions) {
+        switch (a.type) {
+          case 'connect':
+            if (a.tls) {
+              if ('path' in endpoint)
+                throw new ProtocolError('direct TLS over a Unix socket is not possible');
+              try {
+                const r = await race(transport.connectTls(endpoint, a.tls, connectOptions));
+                socket = r.socket;
+                event = { type: 'tlsEstablished', info: r.info };
+              } catch (e) {
+                if (e instanceof Timeout) throw e;
+                event = { type: 'tlsFailed', error: e as Error };
+              }
+            } else {
+              try {
+                socket = await race(transport.connect(endpoint, connectOptions));
+              } catch (e) {
+                if (e instanceof Timeout) throw e;
+                throw connectFailure(e as Error, endpoint);
+              }
+              event = { type: 'connected' };
+            }
+            break;
+          case 'write':
+            await race(socket!.write(a.bytes));
+            break;
+          case 'startTls':
+            try {
+              event = { type: 'tlsEstablished', info: await race(socket!.startTls(a.options)) };
+            } catch (e) {
+              if (e instanceof Timeout) throw e;
+              event = { type: 'tlsFailed', error: e as Error };
+            }
+            break;
+          case 'close':
+            await socket?.close();
+            socket = null;
+            break;
+          case 'done':
+            return new Connection(socket!, a.result, endpoint);
+          case 'fail':
+            throw a.error;
+        }
+      }
+      if (event === null) {
+        let chunk: Uint8Array | null;
+        try {
+          chunk = await race(socket!.read());
+        } catch (e) {
+          if (e instanceof Timeout) throw e;
+          event = { type: 'closed', error: e as Error };
+          chunk = null;
+        }
+        event ??= chunk ? { type: 'data', bytes: chunk } : { type: 'closed' };
+      }
+      actions = await race(hs.handle(event));
+    }
+  } catch (e) {
+    socket?.destroy();
+    let err: PgConnError;
+    if (e instanceof Timeout) err = new ConnectionError('timeout expired');
+    else if (e instanceof PgConnError) err = e;
+    else err = new ConnectionError((e as Error).message);
+    err.message = prefix + [...hs.failures.map((f) => f.message), err.message].join(`\n${prefix}`);
+    throw err;
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+function connectFailure(e: Error, endpoint: Endpoint): ConnectionError {
+  const code = (e as { code?: string }).code;
+  const text = code === 'ECONNREFUSED' ? 'Connection refused' : e.message;
+  const hint =
+    'path' in endpoint
+      ? 'Is the server running locally and accepting connections on that socket?'
+      : 'Is the server running on that host and accepting TCP/IP connections?';
+  const err = new ConnectionError(`${text}\n\t${hint}`);
+  (err as { cause?: unknown }).cause = e;
+  return err;
+}
+
+export interface QueryResult {
+  command: string;
+  fields: RowDescriptionField[];
+  /** Text-format values; null for SQL NULL. */
+  rows: (string | null)[][];
+}
+
+/** An open, authenticated session (after ReadyForQuery). */
+export class Connection {
+  readonly parameters: Map<string, string>;
+  readonly backendKey: HandshakeResult['backendKey'];
+  readonly protocolVersion: number;
+  readonly tls: TlsInfo | null;
+  readonly handshake: HandshakeResult;
+  readonly endpoint: Endpoint;
+  transactionStatus: 'I' | 'T' | 'E';
+  /** Receives NoticeResponse fields after startup. */
+  onNotice: ((fields: NoticeFields) => void) | null = null;
+  private readonly socket: TransportSocket;
+  private readonly framer = new Framer();
+  private readonly writer = new Writer(64 * 1024);
+  private busy = false;
+  private closed = false;
+
+  constructor(socket: TransportSocket, result: HandshakeResult, endpoint: Endpoint) {
+    this.socket = socket;
+    this.handshake = result;
+    this.endpoint = endpoint;
+    this.parameters = result.parameters;
+    this.backendKey = result.backendKey;
+    this.protocolVersion = result.protocolVersion;
+    this.tls = result.tls;
+    this.transactionStatus = result.transactionStatus;
+    if (result.leftover.length) this.framer.push(result.leftover);
+  }
+
+  /** Reads the next message, handling asynchronous ones (ParameterStatus, notices, notifications). */
+  private async next(): Promise<BackendMessage> {
+    for (;;) {
+      const frame = this.framer.next();
+      if (frame === null) {
+        const chunk = await this.socket.read();
+        if (chunk === null) {
+          this.closed = true;
+          throw new ConnectionError('server closed the connection unexpectedly');
+        }
+        this.framer.push(chunk);
+        continue;
+      }
+      const msg = decodeBackend(frame);
+      if (msg.type === 'ParameterStatus') this.parameters.set(msg.name, msg.value);
+      else if (msg.type === 'NoticeResponse') this.onNotice?.(msg.fields);
+      else if (msg.type !== 'NotificationResponse') return msg;
+    }
+  }
+
+  private enter(): void {
+    if (this.closed) throw new ConnectionError('connection is closed');
+    if (this.busy) throw new ProtocolError('another operation is in progress on this connection');
+    this.busy = true;
+  }
+
+  /** Runs to ReadyForQuery, throwing the first ErrorResponse after the session is idle again. */
+  private async drainToReady(firstError: ServerError | null): Promise<void> {
+    let error = firstError;
+    for (;;) {
+      const m = await this.next();
+      if (m.type === 'ErrorResponse') error ??= new ServerError(m.fields);
+      else if (m.type === 'ReadyForQuery') {
+        this.transactionStatus = m.status;
+        if (error) throw error;
+        return;
+      }
+    }
+  }
+
+  /** Simple-protocol query; returns the last result's rows as text. */
+  async query(sql: string): Promise<QueryResult> {
+    this.enter();
+    try {
+      encodeFrontend(this.writer, { type: 'Query', sql });
+      await this.socket.write(this.writer.take());
+      const result: QueryResult = { command: '', fields: [], rows: [] };
+      let error: ServerError | null = null;
+      for (;;) {
+        const m = await this.next();
+        switch (m.type) {
+          case 'RowDescription':
+            result.fields = m.fields;
+            result.rows = [];
+            break;
+          case 'DataRow':
+            result.rows.push(m.fields.map((f) => (f === null ? null : decodeText(f, 0, f.length))));
+            break;
+          case 'CommandComplete':
+            result.command = m.tag;
+            break;
+          case 'ErrorResponse':
+            error ??= new ServerError(m.fields);
+            break;
+          case 'CopyInResponse':
+            // A COPY FROM STDIN through query(): refuse it so the session stays usable.
+            encodeFrontend(this.writer, {
+              type: 'CopyFail',
+              message: 'COPY FROM STDIN is not supported by query()',
+            });
+            await this.socket.write(this.writer.take());
+            break;
+          case 'ReadyForQuery':
+            this.transactionStatus = m.status;
+            if (error) throw error;
+            return result;
+          default:
+            break;
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * COPY ... TO STDOUT: yields each CopyData payload. A yielded view is valid until the next
+   * iteration step (it points into the receive buffer: no copy is made).
+   */
+  async *copyOut(sql: string): AsyncGenerator<Uint8Array, string, void> {
+    this.enter();
+    try {
+      encodeFrontend(this.writer, { type: 'Query', sql });
+      await this.socket.write(this.writer.take());
+      let m = await this.next();
+      if (m.type === 'ErrorResponse') {
+        await this.drainToReady(new ServerError(m.fields));
+      }
+      if (m.type !== 'CopyOutResponse')
+        throw new ProtocolError(`expected CopyOutResponse, received ${m.type}`);
+      let tag = '';
+      for (;;) {
+        // Hot path: CopyData is recognised from the type byte without building a message object.
+        const frame = this.framer.next();
+        if (frame !== null && frame.type === BackendType.CopyData) {
+          yield frame.body;
+          continue;
+        }
+        if (frame === null) {
+          const chunk = await this.socket.read();
+          if (chunk === null) throw new ConnectionError('server closed the connection unexpectedly');
+          this.framer.push(chunk);
+          continue;
+        }
+        m = decodeBackend(frame);
+        if (m.type === 'CopyDone') continue;
+        if (m.type === 'CommandComplete') tag = m.tag;
+        else if (m.type === 'ErrorResponse') await this.drainToReady(new ServerError(m.fields));
+        else if (m.type === 'ReadyForQuery') {
+          this.transactionStatus = m.status;
+          return tag;
+        } else if (m.type === 'ParameterStatus') this.parameters.set(m.name, m.value);
+        else if (m.type === 'NoticeResponse') this.onNotice?.(m.fields);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * COPY ... FROM STDIN: streams `source` as CopyData, coalescing small chunks into writes of about
+   * 64 KiB; resolves with the command tag. If `source` throws, sends CopyFail and rethrows.
+   */
+  async copyIn(sql: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<string> {
+    this.enter();
+    try {
+      encodeFrontend(this.writer, { type: 'Query', sql });
+      await this.socket.write(this.writer.take());
+      const m = await this.next();
+      if (m.type === 'ErrorResponse') await this.drainToReady(new ServerError(m.fields));
+      if (m.type !== 'CopyInResponse') throw new ProtocolError(`expected CopyInResponse, received ${m.type}`);
+      const w = this.writer;
+      try {
+        for await (const chunk of source) {
+          if (chunk.length >= 32 * 1024) {
+            // Large chunk: header alone, then the caller's bytes, with no copy into our buffer.
+            w.u8(0x64).i32(chunk.length + 4);
+            await this.socket.write(w.take());
+            await this.socket.write(chunk);
+            continue;
+          }
+          encodeFrontend(w, { type: 'CopyData', data: chunk });
+          if (w.length >= 64 * 1024) await this.socket.write(w.take());
+        }
+      } catch (e) {
+        w.take();
+        encodeFrontend(w, { type: 'CopyFail', message: `COPY source failed: ${(e as Error).message}` });
+        await this.socket.write(w.take());
+        await this.drainToReady(null).catch(() => {});
+        throw e;
+      }
+      encodeFrontend(w, { type: 'CopyDone' });
+      await this.socket.write(w.take());
+      let tag = '';
+      let error: ServerError | null = null;
+      for (;;) {
+        const r = await this.next();
+        if (r.type === 'CommandComplete') tag = r.tag;
+        else if (r.type === 'ErrorResponse') error ??= new ServerError(r.fields);
+        else if (r.type === 'ReadyForQuery') {
+          this.transactionStatus = r.status;
+          if (error) throw error;
+          return tag;
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Terminate, then TLS close_notify, then socket close. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      encodeFrontend(this.writer, { type: 'Terminate' });
+      await this.socket.write(this.writer.take());
+    } catch {
+      // The peer may already be gone; closing is still the right outcome.
+    }
+    await this.socket.close();
+  }
+}

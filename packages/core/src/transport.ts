@@ -1,0 +1,101 @@
+/**
+ * The contract every runtime transport implements (types only). A transport moves bytes and performs
+ * TLS handshakes with the material it is given; it makes no protocol or security decision: the core
+ * decides from the TlsInfo it reports (verification is policy in core, mechanism in the transport).
+ */
+
+export type TlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+
+/** Where to connect: a TCP address or a Unix-domain socket path. */
+export type Endpoint = { host: string; port: number } | { path: string };
+
+export interface ConnectOptions {
+  /** Aborts the connect (connect_timeout is enforced by the caller through this signal). */
+  signal?: AbortSignal;
+  keepAlive?: boolean;
+  /** Idle seconds before the first keepalive probe (libpq's keepalives_idle). */
+  keepAliveInitialDelay?: number;
+  noDelay?: boolean;
+}
+
+/** What the transport hands to its TLS implementation. Material is already loaded (PEM or DER bytes). */
+export interface TlsClientOptions {
+  /** SNI host name; undefined means send none (IP literal, or sslsni=0). */
+  servername?: string;
+  /** ALPN protocols offered; pgconn always offers ["postgresql"]. */
+  alpnProtocols: string[];
+  /** Trusted roots (PEM). Undefined: no chain verification is requested (authorized is then false). */
+  ca?: string[];
+  /** Use the runtime's system trust store (sslrootcert=system). */
+  useSystemCa?: boolean;
+  /** Client certificate chain and key (PEM strings or DER bytes) and key passphrase. */
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
+  passphrase?: string;
+  /** Certificate revocation lists (PEM). */
+  crl?: string[];
+  minVersion?: TlsVersion;
+  maxVersion?: TlsVersion;
+}
+
+/** What a transport reports after a client TLS handshake completed. */
+export interface TlsInfo {
+  /** The chain verified against `ca` (host name NOT checked: the core does that). */
+  authorized: boolean;
+  /** Why the chain did not verify (e.g. 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED'). */
+  authorizationError?: string;
+  /** Leaf certificate, DER. Undefined when the runtime cannot provide it. */
+  peerCertificate?: Uint8Array;
+  /** Negotiated ALPN protocol, or null/undefined when none was selected. */
+  alpnProtocol?: string | null;
+  /** e.g. 'TLSv1.3'. */
+  protocol?: string;
+  /** e.g. 'TLS_AES_256_GCM_SHA384'. */
+  cipher?: string;
+}
+
+/** A connected byte stream, plain or TLS. */
+export interface TransportSocket {
+  /**
+   * Resolves with the next chunk, or null at end of stream. Each chunk must be a fresh buffer (or a
+   * region the transport never rewrites): the framer keeps views into it without copying.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** Resolves once the bytes are accepted by the runtime (backpressure). */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Upgrades this socket to TLS in place (after SSLRequest → 'S'). No read may be pending. */
+  startTls(options: TlsClientOptions): Promise<TlsInfo>;
+  /** Sends close_notify when TLS is active, then closes the socket. Idempotent. */
+  close(): Promise<void>;
+  /** Closes at once without any goodbye (after a protocol violation). */
+  destroy(): void;
+}
+
+/** Metadata the core needs to apply libpq's key-file permission rule. */
+export interface FileInfo {
+  isFile: boolean;
+  /** Permission bits (st_mode & 0o7777). */
+  mode: number;
+  /** Owner uid, or -1 where the runtime does not know it. */
+  uid: number;
+}
+
+export interface Transport {
+  /** Human-readable runtime name for traces ('node', 'bun', 'deno'). */
+  readonly runtime: string;
+  connect(endpoint: Endpoint, options?: ConnectOptions): Promise<TransportSocket>;
+  /** Direct TLS (sslnegotiation=direct): the ClientHello is the first byte sent. */
+  connectTls(
+    endpoint: { host: string; port: number },
+    tls: TlsClientOptions,
+    options?: ConnectOptions,
+  ): Promise<{ socket: TransportSocket; info: TlsInfo }>;
+  /** Resolves a host name to addresses (in the resolver's order). */
+  lookup(host: string): Promise<string[]>;
+  /** Reads a whole file, or null when it does not exist. */
+  readFile(path: string): Promise<Uint8Array | null>;
+  /** Stats a file, or null when it does not exist. */
+  fileInfo(path: string): Promise<FileInfo | null>;
+  /** The current process's uid (-1 where unknown), for the key-file ownership rule. */
+  readonly uid: number;
+}

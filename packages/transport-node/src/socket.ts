@@ -1,0 +1,153 @@
+/**
+ * A net.Socket or tls.TLSSocket behind the TransportSocket contract: a pull-based read() over
+ * 'data' events (pausing the socket when the consumer falls behind, so memory stays bounded),
+ * write() that waits for 'drain', and an orderly close (close_notify + FIN).
+ */
+import type { Socket } from 'node:net';
+import * as tls from 'node:tls';
+import type { TlsClientOptions, TlsInfo, TransportSocket } from '@pgconn/core';
+import { tlsConnectOptions, tlsInfoOf } from './tls-options.ts';
+
+/** Above this many queued bytes the socket is paused until the consumer reads. */
+const HIGH_WATER = 1024 * 1024;
+
+export class NodeSocket implements TransportSocket {
+  private sock: Socket;
+  private queue: Uint8Array[] = [];
+  private head = 0;
+  private queued = 0;
+  private ended = false;
+  private error: Error | null = null;
+  private waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
+  private readonly onData = (chunk: Buffer) => this.push(chunk);
+  private readonly onEnd = () => this.finish(null);
+  private readonly onError = (e: Error) => this.finish(e);
+  private readonly onClose = () => this.finish(null);
+
+  constructor(sock: Socket) {
+    this.sock = sock;
+    this.attach();
+  }
+
+  private attach(): void {
+    this.sock.on('data', this.onData);
+    this.sock.on('end', this.onEnd);
+    this.sock.on('error', this.onError);
+    this.sock.on('close', this.onClose);
+  }
+
+  private detach(): void {
+    this.sock.off('data', this.onData);
+    this.sock.off('end', this.onEnd);
+    this.sock.off('error', this.onError);
+    this.sock.off('close', this.onClose);
+  }
+
+  private push(chunk: Buffer): void {
+    // A Buffer is a Uint8Array; Node hands out a fresh one per event, so no copy is needed.
+    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve(view);
+      return;
+    }
+    this.queue.push(view);
+    this.queued += view.length;
+    if (this.queued > HIGH_WATER) this.sock.pause();
+  }
+
+  private finish(error: Error | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    const w = this.waiter;
+    this.waiter = null;
+    if (w) error ? w.reject(error) : w.resolve(null);
+  }
+
+  read(): Promise<Uint8Array | null> {
+    if (this.head < this.queue.length) {
+      const c = this.queue[this.head++]!;
+      this.queued -= c.length;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      }
+      if (this.queued <= HIGH_WATER / 2 && this.sock.isPaused()) this.sock.resume();
+      return Promise.resolve(c);
+    }
+    if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve(null);
+    if (this.waiter) return Promise.reject(new Error('read() already pending'));
+    if (this.sock.isPaused()) this.sock.resume();
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.error) return Promise.reject(this.error);
+    if (this.sock.destroyed) return Promise.reject(new Error('socket is closed'));
+    if (this.sock.write(bytes)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (e?: Error) => {
+        this.sock.off('drain', onDrain);
+        this.sock.off('close', onClose);
+        e ? reject(e) : resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(this.error ?? new Error('socket closed while writing'));
+      this.sock.once('drain', onDrain);
+      this.sock.once('close', onClose);
+    });
+  }
+
+  async startTls(options: TlsClientOptions): Promise<TlsInfo> {
+    if (this.waiter) throw new Error('startTls() while a read is pending');
+    if (this.head < this.queue.length) {
+      // Bytes already read from the raw socket can only be plaintext injected before the handshake.
+      throw new Error('received unencrypted data after SSL response');
+    }
+    this.detach();
+    const raw = this.sock;
+    const secure = tls.connect({ ...tlsConnectOptions(options), socket: raw });
+    const info = await new Promise<TlsInfo>((resolve, reject) => {
+      const onError = (e: Error) => {
+        secure.off('secureConnect', onSecure);
+        secure.destroy();
+        reject(e);
+      };
+      const onSecure = () => {
+        secure.off('error', onError);
+        resolve(tlsInfoOf(secure));
+      };
+      secure.once('secureConnect', onSecure);
+      secure.once('error', onError);
+    });
+    this.sock = secure;
+    this.ended = false;
+    this.error = null;
+    this.attach();
+    return info;
+  }
+
+  close(): Promise<void> {
+    const s = this.sock;
+    if (s.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => s.destroy(), 2000);
+      timer.unref();
+      s.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      // end() sends close_notify on a TLS socket, then FIN; we do not wait for the peer's reply data.
+      s.end();
+      s.resume();
+    });
+  }
+
+  destroy(): void {
+    this.sock.destroy();
+  }
+}

@@ -1,0 +1,108 @@
+/** The Node transport: net + tls sockets, DNS, and the file access the core asks for. */
+import { lookup } from 'node:dns/promises';
+import { readFile, stat } from 'node:fs/promises';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type {
+  ConnectOptions,
+  Endpoint,
+  FileInfo,
+  TlsClientOptions,
+  TlsInfo,
+  Transport,
+  TransportSocket,
+} from '@pgconn/core';
+import { NodeSocket } from './socket.ts';
+import { tlsConnectOptions, tlsInfoOf } from './tls-options.ts';
+
+function abortError(): Error {
+  const e = new Error('connection attempt aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+/** Waits for `event` on a fresh socket, failing on 'error' or when the signal aborts. */
+function established<S extends net.Socket>(sock: S, event: string, signal?: AbortSignal): Promise<S> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      sock.off(event, onOk);
+      sock.off('error', onErr);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onOk = () => {
+      cleanup();
+      resolve(sock);
+    };
+    const onErr = (e: Error) => {
+      cleanup();
+      sock.destroy();
+      reject(e);
+    };
+    const onAbort = () => onErr(abortError());
+    if (signal?.aborted) return onAbort();
+    sock.once(event, onOk);
+    sock.once('error', onErr);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function tune(sock: net.Socket, o: ConnectOptions | undefined): void {
+  sock.setNoDelay(o?.noDelay ?? true);
+  if (o?.keepAlive ?? true) sock.setKeepAlive(true, (o?.keepAliveInitialDelay ?? 0) * 1000);
+}
+
+export class NodeTransport implements Transport {
+  readonly runtime = 'node';
+  readonly uid = process.getuid?.() ?? -1;
+
+  async connect(endpoint: Endpoint, options?: ConnectOptions): Promise<TransportSocket> {
+    const sock =
+      'path' in endpoint
+        ? net.connect({ path: endpoint.path })
+        : net.connect({ host: endpoint.host, port: endpoint.port });
+    await established(sock, 'connect', options?.signal);
+    if (!('path' in endpoint)) tune(sock, options);
+    return new NodeSocket(sock);
+  }
+
+  async connectTls(
+    endpoint: { host: string; port: number },
+    tlsOptions: TlsClientOptions,
+    options?: ConnectOptions,
+  ): Promise<{ socket: TransportSocket; info: TlsInfo }> {
+    const sock = tls.connect({ ...tlsConnectOptions(tlsOptions), host: endpoint.host, port: endpoint.port });
+    await established(sock, 'secureConnect', options?.signal);
+    tune(sock, options);
+    return { socket: new NodeSocket(sock), info: tlsInfoOf(sock) };
+  }
+
+  async lookup(host: string): Promise<string[]> {
+    const all = await lookup(host, { all: true, verbatim: true });
+    return all.map((a) => a.address);
+  }
+
+  async readFile(path: string): Promise<Uint8Array | null> {
+    try {
+      const b = await readFile(path);
+      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return null;
+      throw e;
+    }
+  }
+
+  async fileInfo(path: string): Promise<FileInfo | null> {
+    try {
+      const s = await stat(path);
+      return { isFile: s.isFile(), mode: s.mode & 0o7777, uid: s.uid };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return null;
+      throw e;
+    }
+  }
+}
+
+/** A shared instance: the transport holds no per-connection state. */
+export const nodeTransport = new NodeTransport();
