@@ -21,16 +21,19 @@ import { ConnectionError, type NoticeFields, PgConnError, ProtocolError, ServerE
 import type { ConnectOptions, Endpoint, TlsInfo, Transport, TransportSocket } from './transport.ts';
 
 export interface NegotiateOptions {
+  /** The host name to show in error messages when it differs from the address (libpq: "name" (addr)). */
+  hostName?: string;
   /** connect_timeout in seconds for this address (libpq: values 1 are raised to 2; 0 = none). */
   connectTimeout?: number;
   onStep?: (step: HandshakeStep) => void;
   socket?: Omit<ConnectOptions, 'signal'>;
 }
 
-const describeEndpoint = (e: Endpoint): string =>
-  'path' in e
-    ? `connection to server on socket "${e.path}" failed: `
-    : `connection to server at "${e.host}", port ${e.port} failed: `;
+const describeEndpoint = (e: Endpoint, name?: string): string => {
+  if ('path' in e) return `connection to server on socket "${e.path}" failed: `;
+  const at = name && name !== e.host ? `"${name}" (${e.host})` : `"${e.host}"`;
+  return `connection to server at ${at}, port ${e.port} failed: `;
+};
 
 class Timeout extends Error {}
 
@@ -58,7 +61,7 @@ export async function negotiate(
   }
   const race = <T>(p: Promise<T>): Promise<T> => (timedOut ? Promise.race([p, timedOut]) : p);
   const connectOptions: ConnectOptions = { ...options.socket, signal: abort.signal };
-  const prefix = describeEndpoint(endpoint);
+  const prefix = describeEndpoint(endpoint, options.hostName);
 
   try {
     let actions: ClientAction[] = hs.start();
@@ -125,7 +128,7 @@ export async function negotiate(
   } catch (e) {
     socket?.destroy();
     let err: PgConnError;
-    if (e instanceof Timeout) err = new ConnectionError('timeout expired');
+    if (e instanceof Timeout) err = new ConnectionError('timeout expired', 'timeout');
     else if (e instanceof PgConnError) err = e;
     else err = new ConnectionError((e as Error).message);
     err.message = prefix + [...hs.failures.map((f) => f.message), err.message].join(`\n${prefix}`);
@@ -142,7 +145,7 @@ function connectFailure(e: Error, endpoint: Endpoint): ConnectionError {
     'path' in endpoint
       ? 'Is the server running locally and accepting connections on that socket?'
       : 'Is the server running on that host and accepting TCP/IP connections?';
-  const err = new ConnectionError(`${text}\n\t${hint}`);
+  const err = new ConnectionError(`${text}\n\t${hint}`, 'connect');
   (err as { cause?: unknown }).cause = e;
   return err;
 }

@@ -33,6 +33,15 @@ export class ProtocolError extends PgConnError {
 export class ConnectionError extends PgConnError {
   readonly kind = 'connection';
   override name = 'ConnectionError';
+  /**
+   * 'connect': the socket could not be opened; 'timeout': connect_timeout expired. Both move a
+   * multi-host connect on to the next address, as libpq does; other failures end it.
+   */
+  readonly phase: 'connect' | 'timeout' | 'session';
+  constructor(message: string, phase: 'connect' | 'timeout' | 'session' = 'session') {
+    super(message);
+    this.phase = phase;
+  }
 }
 
 /** TLS negotiation or certificate verification failed. */

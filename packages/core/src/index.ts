@@ -1,5 +1,11 @@
 export * from './auth/index.ts';
 export {
+  type ConnectOptions as ClientConnectOptions,
+  type ConnectStep,
+  checkTarget,
+  connect,
+} from './client/connect.ts';
+export {
   type AuthMethodUsed,
   type ChannelBindingMode,
   type ClientAction,
@@ -11,6 +17,7 @@ export {
   type HandshakeStep,
   type TlsMaterial,
 } from './client/handshake.ts';
+export { loadTlsMaterial } from './client/material.ts';
 export {
   type AuthMethodName,
   checkRequireAuth,
@@ -45,4 +52,35 @@ export * from './codec/startup.ts';
 export { Writer } from './codec/writer.ts';
 export { Connection, type NegotiateOptions, negotiate, type QueryResult } from './connection.ts';
 export * from './errors.ts';
+export {
+  type ChannelBinding as ChannelBindingOption,
+  DEFAULT_PGSOCKET_DIR,
+  DEFAULT_PORT,
+  type FileSource,
+  formatConninfo,
+  type HostTarget,
+  isConnectionString,
+  isKeyword,
+  KEYWORDS,
+  type KeywordInfo,
+  keywordInfo,
+  type LoadBalanceHosts,
+  lookupPgpass,
+  type OptionSource,
+  type PgpassEntry,
+  parseConnectionString,
+  parseConninfo,
+  parsePgpass,
+  parseServiceFile,
+  parseUri,
+  passwordFileHint,
+  pgpassPermissionsOk,
+  type ResolvedOptions,
+  type ResolveInput,
+  resolveOptions,
+  type SslCertMode,
+  type TargetSessionAttrs,
+  type TlsFiles,
+  toHandshakeConfig,
+} from './options/index.ts';
 export type * from './transport.ts';

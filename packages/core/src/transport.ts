@@ -94,6 +94,8 @@ export interface Transport {
   lookup(host: string): Promise<string[]>;
   /** Reads a whole file, or null when it does not exist. */
   readFile(path: string): Promise<Uint8Array | null>;
+  /** Lists a directory's entry names, or null when it does not exist (sslcrldir). */
+  listDir(path: string): Promise<string[] | null>;
   /** Stats a file, or null when it does not exist. */
   fileInfo(path: string): Promise<FileInfo | null>;
   /** The current process's uid (-1 where unknown), for the key-file ownership rule. */

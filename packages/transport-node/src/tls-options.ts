@@ -3,11 +3,31 @@
  * decisions here: chain errors are reported (authorized/authorizationError) rather than thrown, and
  * Node's own host-name check is disabled because the core applies libpq's rules.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import type { TlsClientOptions, TlsInfo } from '@pgconn/core';
 
-const toBuffer = (v: string | Uint8Array): string | Buffer =>
-  typeof v === 'string' ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+const toBuffer = (v: Uint8Array): Buffer => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+
+/** Node's TLS takes PEM only; libpq also accepts DER (tried after PEM), so convert DER here. */
+function certPem(cert: string | Uint8Array): string {
+  return typeof cert === 'string' ? cert : new X509Certificate(toBuffer(cert)).toString();
+}
+
+function keyPem(key: string | Uint8Array, passphrase: string | undefined): string {
+  if (typeof key === 'string') return key;
+  const der = toBuffer(key);
+  let firstError: unknown;
+  for (const type of ['pkcs8', 'pkcs1', 'sec1'] as const) {
+    try {
+      const k = createPrivateKey({ key: der, format: 'der', type, ...(passphrase ? { passphrase } : {}) });
+      return k.export({ format: 'pem', type: 'pkcs8' }) as string;
+    } catch (e) {
+      firstError ??= e;
+    }
+  }
+  throw firstError;
+}
 
 function systemRoots(): string[] {
   const get = (tls as { getCACertificates?: (kind: string) => string[] }).getCACertificates;
@@ -23,8 +43,8 @@ export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
   if (o.servername !== undefined) opts.servername = o.servername;
   if (o.useSystemCa) opts.ca = systemRoots();
   else if (o.ca) opts.ca = o.ca;
-  if (o.cert !== undefined) opts.cert = toBuffer(o.cert);
-  if (o.key !== undefined) opts.key = toBuffer(o.key);
+  if (o.cert !== undefined) opts.cert = certPem(o.cert);
+  if (o.key !== undefined) opts.key = keyPem(o.key, o.passphrase);
   if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
   if (o.crl?.length) opts.crl = o.crl;
   if (o.minVersion) opts.minVersion = o.minVersion;

@@ -1,6 +1,6 @@
 /** The Node transport: net + tls sockets, DNS, and the file access the core asks for. */
 import { lookup } from 'node:dns/promises';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type {
@@ -85,6 +85,16 @@ export class NodeTransport implements Transport {
     try {
       const b = await readFile(path);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return null;
+      throw e;
+    }
+  }
+
+  async listDir(path: string): Promise<string[] | null> {
+    try {
+      return await readdir(path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
         return null;
