@@ -1,26 +1,33 @@
 #!/usr/bin/env node
-import { runDemo } from './commands/demo.ts';
+import { runProbe } from './commands/probe.ts';
 
-const USAGE = `usage: pgconn <command>
+const USAGE = `usage: pgconn <command> [options]
 
 commands:
-  demo     decode a captured PostgreSQL handshake step by step
+  probe [--json] [--runtime node] [conninfo|URI]   connect and show the negotiation step by step
 `;
 
-function main(argv: string[]): number {
-  const [command] = argv;
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
   switch (command) {
-    case 'demo':
-      return runDemo();
-    case undefined:
+    case 'probe':
+      return runProbe(rest);
     case '-h':
     case '--help':
       process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
+      return 0;
     default:
-      process.stderr.write(`pgconn: unknown command "${command}"\n${USAGE}`);
+      process.stderr.write(command ? `pgconn: unknown command "${command}"\n${USAGE}` : USAGE);
       return 2;
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`pgconn: internal error: ${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,1 +1,9 @@
-export { demoLines } from './commands/demo.ts';
+export {
+  formatResult,
+  formatStep,
+  type ProbeArgs,
+  type ProbeReport,
+  type ProbeStep,
+  parseProbeArgs,
+  probe,
+} from './commands/probe.ts';

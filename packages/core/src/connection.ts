@@ -131,6 +131,7 @@ export async function negotiate(
     if (e instanceof Timeout) err = new ConnectionError('timeout expired', 'timeout');
     else if (e instanceof PgConnError) err = e;
     else err = new ConnectionError((e as Error).message);
+    if (hs.state !== 'BAD') options.onStep?.({ state: 'BAD', detail: err.message.split('\n')[0]! });
     err.message = prefix + [...hs.failures.map((f) => f.message), err.message].join(`\n${prefix}`);
     throw err;
   } finally {
