@@ -13,9 +13,9 @@ import {
 } from './client/handshake.ts';
 import { type BackendMessage, decodeBackend, type RowDescriptionField } from './codec/backend.ts';
 import { BackendType } from './codec/constants.ts';
+import { decodeDataRowText } from './codec/datarow.ts';
 import { Framer } from './codec/framer.ts';
 import { encodeFrontend } from './codec/frontend.ts';
-import { decodeText } from './codec/reader.ts';
 import { Writer } from './codec/writer.ts';
 import { ConnectionError, type NoticeFields, PgConnError, ProtocolError, ServerError } from './errors.ts';
 import type { ConnectOptions, Endpoint, TlsInfo, Transport, TransportSocket } from './transport.ts';
@@ -44,7 +44,22 @@ export async function negotiate(
   config: HandshakeConfig,
   options: NegotiateOptions = {},
 ): Promise<Connection> {
-  const hs = new ClientHandshake(config, options.onStep);
+  const { socket, result } = await drive(
+    transport,
+    endpoint,
+    new ClientHandshake(config, options.onStep),
+    options,
+  );
+  return new Connection(socket, result, endpoint, { transport, config, options });
+}
+
+/** Runs a handshake over the transport until it is done; owns the connect_timeout timer. */
+async function drive(
+  transport: Transport,
+  endpoint: Endpoint,
+  hs: ClientHandshake,
+  options: NegotiateOptions,
+): Promise<{ socket: TransportSocket; result: HandshakeResult }> {
   let socket: TransportSocket | null = null;
   const abort = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -107,7 +122,8 @@ export async function negotiate(
             socket = null;
             break;
           case 'done':
-            return new Connection(socket!, a.result, endpoint);
+            if (!socket) throw new ProtocolError('negotiation finished without a socket');
+            return { socket, result: a.result };
           case 'fail':
             throw a.error;
         }
@@ -151,6 +167,8 @@ function connectFailure(e: Error, endpoint: Endpoint): ConnectionError {
   return err;
 }
 
+type TextDataRow = { type: 'TextDataRow'; fields: (string | null)[] };
+
 export interface QueryResult {
   command: string;
   fields: RowDescriptionField[];
@@ -175,7 +193,16 @@ export class Connection {
   private busy = false;
   private closed = false;
 
-  constructor(socket: TransportSocket, result: HandshakeResult, endpoint: Endpoint) {
+  /** What made this session, so cancel() can negotiate a second connection the same way. */
+  private readonly origin: { transport: Transport; config: HandshakeConfig; options: NegotiateOptions };
+
+  constructor(
+    socket: TransportSocket,
+    result: HandshakeResult,
+    endpoint: Endpoint,
+    origin: { transport: Transport; config: HandshakeConfig; options: NegotiateOptions },
+  ) {
+    this.origin = origin;
     this.socket = socket;
     this.handshake = result;
     this.endpoint = endpoint;
@@ -187,8 +214,13 @@ export class Connection {
     if (result.leftover.length) this.framer.push(result.leftover);
   }
 
-  /** Reads the next message, handling asynchronous ones (ParameterStatus, notices, notifications). */
-  private async next(): Promise<BackendMessage> {
+  /**
+   * Reads the next message, handling asynchronous ones (ParameterStatus, notices, notifications).
+   * With `textRows`, DataRows come decoded to text in one pass (codec/datarow.ts).
+   */
+  private async next(): Promise<BackendMessage>;
+  private async next(textRows: true): Promise<BackendMessage | TextDataRow>;
+  private async next(textRows = false): Promise<BackendMessage | TextDataRow> {
     for (;;) {
       const frame = this.framer.next();
       if (frame === null) {
@@ -200,6 +232,8 @@ export class Connection {
         this.framer.push(chunk);
         continue;
       }
+      if (textRows && frame.type === BackendType.DataRow)
+        return { type: 'TextDataRow', fields: decodeDataRowText(frame.body) };
       const msg = decodeBackend(frame);
       if (msg.type === 'ParameterStatus') this.parameters.set(msg.name, msg.value);
       else if (msg.type === 'NoticeResponse') this.onNotice?.(msg.fields);
@@ -236,14 +270,14 @@ export class Connection {
       const result: QueryResult = { command: '', fields: [], rows: [] };
       let error: ServerError | null = null;
       for (;;) {
-        const m = await this.next();
+        const m = await this.next(true);
         switch (m.type) {
           case 'RowDescription':
             result.fields = m.fields;
             result.rows = [];
             break;
-          case 'DataRow':
-            result.rows.push(m.fields.map((f) => (f === null ? null : decodeText(f, 0, f.length))));
+          case 'TextDataRow':
+            result.rows.push(m.fields);
             break;
           case 'CommandComplete':
             result.command = m.tag;
@@ -365,6 +399,24 @@ export class Connection {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Asks the server to cancel the running query: a new connection to the same address, encryption
+   * negotiated as for the session (PostgreSQL 17's libpq does the same), then CancelRequest with the
+   * session's key (4 bytes under 3.0, up to 256 under 3.2). Resolves once the server has closed it;
+   * the query then fails with SQLSTATE 57014 on this connection.
+   */
+  async cancel(): Promise<void> {
+    const key = this.backendKey;
+    if (!key) throw new ProtocolError('the server sent no cancel key (BackendKeyData) for this session');
+    const { transport, config, options } = this.origin;
+    const hs = new ClientHandshake({ ...config, cancel: key });
+    const cancelOptions: NegotiateOptions = {};
+    if (options.connectTimeout !== undefined) cancelOptions.connectTimeout = options.connectTimeout;
+    if (options.hostName !== undefined) cancelOptions.hostName = options.hostName;
+    const { socket } = await drive(transport, this.endpoint, hs, cancelOptions);
+    await socket.close();
   }
 
   /** Terminate, then TLS close_notify, then socket close. Idempotent. */

@@ -45,6 +45,7 @@ export {
 } from './client/verify.ts';
 export * from './codec/backend.ts';
 export * from './codec/constants.ts';
+export { decodeDataRowText } from './codec/datarow.ts';
 export { type Frame, Framer, type FramerOptions } from './codec/framer.ts';
 export * from './codec/frontend.ts';
 export { BodyReader, decodeText } from './codec/reader.ts';

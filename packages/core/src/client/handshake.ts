@@ -19,7 +19,7 @@ import { type BackendMessage, decodeBackend } from '../codec/backend.ts';
 import { ALPN_POSTGRESQL, AuthCode, BackendType, PROTOCOL_3_0, PROTOCOL_3_2 } from '../codec/constants.ts';
 import { type Frame, Framer } from '../codec/framer.ts';
 import { encodeFrontend } from '../codec/frontend.ts';
-import { encodeSSLRequest, encodeStartupMessage } from '../codec/startup.ts';
+import { encodeCancelRequest, encodeSSLRequest, encodeStartupMessage } from '../codec/startup.ts';
 import { Writer } from '../codec/writer.ts';
 import {
   AuthError,
@@ -86,6 +86,8 @@ export interface HandshakeConfig {
   maxProtocolVersion?: number;
   /** Cap on the SCRAM iteration count a server may demand (CPU exhaustion guard). */
   scramMaxIterations?: number;
+  /** Makes this a cancel connection: CancelRequest instead of StartupMessage, done when the server closes. */
+  cancel?: { processId: number; secretKey: Uint8Array };
 }
 
 export type ClientState =
@@ -176,6 +178,7 @@ export class ClientHandshake {
   private backendKey: HandshakeResult['backendKey'] = null;
   private notices: NoticeFields[] = [];
   private connections = 0;
+  private cancelSent = false;
   /** Errors of the attempts that fell back, reported with the final error. */
   readonly failures: PgConnError[] = [];
 
@@ -246,6 +249,7 @@ export class ClientHandshake {
 
   private resetConnectionState(): void {
     this.framer = new Framer();
+    this.cancelSent = false;
     this.tls = null;
     this.scram = null;
     this.scramDone = false;
@@ -308,6 +312,11 @@ export class ClientHandshake {
   }
 
   private onClosed(error: Error | undefined): ClientAction[] {
+    // The server answers a CancelRequest by closing the connection; nothing else is expected.
+    if (this.cancelSent) {
+      this.step('OK', 'server closed the cancel connection');
+      return [{ type: 'done', result: this.result('I') }];
+    }
     if (this.state === 'SSL_HANDSHAKE') {
       return this.connectionFailed(
         new TlsError(error ? `SSL error: ${error.message}` : 'SSL SYSCALL error: EOF detected'),
@@ -332,6 +341,12 @@ export class ClientHandshake {
 
   private sendStartup(): ClientAction[] {
     const c = this.cfg;
+    if (c.cancel) {
+      encodeCancelRequest(this.writer, c.cancel.processId, c.cancel.secretKey);
+      this.cancelSent = true;
+      this.step('AWAITING_RESPONSE', `sent CancelRequest for process ${c.cancel.processId}`);
+      return [{ type: 'write', bytes: this.writer.take() }];
+    }
     const params: Array<[string, string]> = [['user', c.user]];
     if (c.database) params.push(['database', c.database]);
     if (c.replication) params.push(['replication', c.replication]);
@@ -386,6 +401,10 @@ export class ClientHandshake {
   }
 
   private async onData(): Promise<ClientAction[]> {
+    if (this.cancelSent) {
+      this.framer.rest(); // a server says nothing after CancelRequest; libpq discards anything
+      return [];
+    }
     const out: ClientAction[] = [];
     while (this.state !== 'OK' && this.state !== 'BAD') {
       if (this.state === 'SSL_STARTUP') {
@@ -654,6 +673,23 @@ export class ClientHandshake {
     return [{ type: 'write', bytes: this.writer.take() }];
   }
 
+  private result(transactionStatus: 'I' | 'T' | 'E'): HandshakeResult {
+    return {
+      encryption: this.tls ? 'ssl' : 'plaintext',
+      tls: this.tls,
+      direct: this.direct,
+      authMethod: this.authMethod,
+      protocolVersion: this.protocolVersion,
+      parameters: this.parameters,
+      backendKey: this.backendKey,
+      transactionStatus,
+      notices: this.notices,
+      unrecognizedOptions: this.unrecognizedOptions,
+      leftover: this.framer.rest().slice(),
+      connections: this.connections,
+    };
+  }
+
   private onAuthOkMessage(msg: BackendMessage): ClientAction[] {
     switch (msg.type) {
       case 'ParameterStatus':
@@ -674,21 +710,7 @@ export class ClientHandshake {
         return this.fail(new ServerError(msg.fields));
       case 'ReadyForQuery': {
         this.step('OK', `ready for query (status ${msg.status})`);
-        const result: HandshakeResult = {
-          encryption: this.tls ? 'ssl' : 'plaintext',
-          tls: this.tls,
-          direct: this.direct,
-          authMethod: this.authMethod,
-          protocolVersion: this.protocolVersion,
-          parameters: this.parameters,
-          backendKey: this.backendKey,
-          transactionStatus: msg.status,
-          notices: this.notices,
-          unrecognizedOptions: this.unrecognizedOptions,
-          leftover: this.framer.rest().slice(),
-          connections: this.connections,
-        };
-        return [{ type: 'done', result }];
+        return [{ type: 'done', result: this.result(msg.status) }];
       }
       default:
         throw new ProtocolError(`unexpected message from server during startup: ${msg.type}`);

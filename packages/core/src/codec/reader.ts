@@ -4,7 +4,8 @@
  */
 import { ProtocolError } from '../errors.ts';
 
-const decoder = new TextDecoder();
+// ignoreBOM: text that starts with U+FEFF must keep it.
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Decodes UTF-8; short ASCII runs avoid TextDecoder's call overhead. */
 export function decodeText(buf: Uint8Array, start: number, end: number): string {
