@@ -345,6 +345,23 @@ describe('ClientHandshake: authentication (§6)', () => {
     );
   });
 
+  it("over TLS without a peer certificate, PLUS offered: SCRAM-SHA-256 with gs2 'n' (never 'y', a downgrade sign)", async () => {
+    const hs = new ClientHandshake({ ...base, sslmode: 'require', password: 'pw' });
+    hs.start();
+    await hs.handle({ type: 'connected' });
+    await hs.handle({ type: 'data', bytes: Uint8Array.of(0x53) });
+    await hs.handle({ type: 'tlsEstablished', info: TLS_OK });
+    const a = await hs.handle({
+      type: 'data',
+      bytes: server({ type: 'AuthenticationSASL', mechanisms: ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256'] }),
+    });
+    const f = new Framer();
+    f.push(writes(a)[0]!);
+    const m = decodeFrontend(f.next()!, { passwordMessage: 'sasl-initial' });
+    expect(m.type === 'SASLInitialResponse' && m.mechanism).toBe('SCRAM-SHA-256');
+    if (m.type === 'SASLInitialResponse') expect(new TextDecoder().decode(m.data!).startsWith('n,,')).toBe(true);
+  });
+
   it('full SCRAM-SHA-256 exchange against the ScramServer; AuthenticationOk before SASLFinal is refused', async () => {
     for (const skipFinal of [false, true]) {
       const hs = await toStartup({ ...base, password: 'pencil' });

@@ -658,8 +658,9 @@ export class ClientHandshake {
     this.scram = new ScramClient({
       password: this.requirePassword(),
       mechanism,
-      // 'y' (client supports binding, server did not offer it) only makes sense over TLS.
-      clientSupportsBinding: ssl && this.channelBinding !== 'disable',
+      // 'y' says "I could bind, but you offered no PLUS": only over TLS, and never when PLUS was
+      // offered but we cannot bind (no peer certificate), which a server would take for a downgrade.
+      clientSupportsBinding: ssl && this.channelBinding !== 'disable' && !plusOffered,
       ...(cbData ? { channelBinding: { type: 'tls-server-end-point' as const, data: cbData } } : {}),
       ...(this.cfg.scramMaxIterations ? { maxIterations: this.cfg.scramMaxIterations } : {}),
     });
