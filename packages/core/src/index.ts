@@ -84,4 +84,5 @@ export {
   type TlsFiles,
   toHandshakeConfig,
 } from './options/index.ts';
+export * from './server/index.ts';
 export type * from './transport.ts';

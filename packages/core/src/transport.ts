@@ -71,6 +71,43 @@ export interface TransportSocket {
   destroy(): void;
 }
 
+/** Server-side TLS material and policy for an accepted connection. */
+export interface TlsServerOptions {
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
+  passphrase?: string;
+  /** CAs that client certificates must chain to (ssl_ca_file). */
+  ca?: string[];
+  crl?: string[];
+  /** Ask the client for a certificate (not required: the core decides from `authorized`). */
+  requestCert?: boolean;
+  /** ALPN protocols the server selects from; pgconn offers ["postgresql"]. */
+  alpnProtocols: string[];
+  minVersion?: TlsVersion;
+  maxVersion?: TlsVersion;
+}
+
+/** An accepted connection. TlsInfo from startServerTls describes the CLIENT's certificate. */
+export interface ServerTransportSocket extends TransportSocket {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /**
+   * Upgrades to TLS as the server. `pending`: bytes already read that belong to the TLS stream (the
+   * ClientHello of a direct TLS connection); they are fed to TLS first.
+   */
+  startServerTls(options: TlsServerOptions, pending?: Uint8Array): Promise<TlsInfo>;
+}
+
+/** A listening socket. */
+export interface Listener {
+  readonly host: string;
+  readonly port: number;
+  /** The next accepted connection, or null once the listener is closed. */
+  accept(): Promise<ServerTransportSocket | null>;
+  /** Stops accepting; open connections are left to their owners. */
+  close(): Promise<void>;
+}
+
 /** Metadata the core needs to apply libpq's key-file permission rule. */
 export interface FileInfo {
   isFile: boolean;
@@ -100,4 +137,6 @@ export interface Transport {
   fileInfo(path: string): Promise<FileInfo | null>;
   /** The current process's uid (-1 where unknown), for the key-file ownership rule. */
   readonly uid: number;
+  /** Listens on a TCP address (port 0: any free port). */
+  listen(endpoint: { host: string; port: number }, options?: { backlog?: number }): Promise<Listener>;
 }

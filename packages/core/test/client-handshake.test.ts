@@ -359,7 +359,8 @@ describe('ClientHandshake: authentication (§6)', () => {
     f.push(writes(a)[0]!);
     const m = decodeFrontend(f.next()!, { passwordMessage: 'sasl-initial' });
     expect(m.type === 'SASLInitialResponse' && m.mechanism).toBe('SCRAM-SHA-256');
-    if (m.type === 'SASLInitialResponse') expect(new TextDecoder().decode(m.data!).startsWith('n,,')).toBe(true);
+    if (m.type === 'SASLInitialResponse')
+      expect(new TextDecoder().decode(m.data!).startsWith('n,,')).toBe(true);
   });
 
   it('full SCRAM-SHA-256 exchange against the ScramServer; AuthenticationOk before SASLFinal is refused', async () => {

@@ -1,2 +1,3 @@
 export * from './certs.ts';
+export * from './fake-server.ts';
 export * from './postgres.ts';

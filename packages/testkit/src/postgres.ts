@@ -14,6 +14,7 @@
  *   detached shell watchdog per server stops it if this Node process dies without running hooks.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import {
   chmod,
@@ -32,7 +33,8 @@ import { createRequire } from 'node:module';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { CertSet } from './certs.ts';
+import { connect as tlsConnect } from 'node:tls';
+import type { CertSet, IssuedCert } from './certs.ts';
 
 export type PgVersion = 15 | 18;
 
@@ -44,6 +46,9 @@ export const PG_PACKAGES: Record<PgVersion, string> = {
 
 /** Debian's psql (client 15); the embedded packages ship no psql. */
 export const PSQL = '/usr/lib/postgresql/15/bin/psql';
+
+/** Debian's pg_basebackup 15 (startStandby); the embedded packages ship none. */
+export const PG_BASEBACKUP = '/usr/lib/postgresql/15/bin/pg_basebackup';
 
 /** Password of every password user in the default TLS table. */
 export const TEST_PASSWORD = 'pass';
@@ -106,6 +111,11 @@ export interface StartPostgresOptions {
   timeoutMs?: number;
   /** Extra initdb arguments; forces a fresh initdb instead of the cached template. */
   initdbArgs?: readonly string[];
+  /**
+   * Let standbys stream from this server (see `startStandby`): wal_level = replica, max_wal_senders,
+   * and `host replication postgres 127.0.0.1/32 trust` after the `hba` lines (setHba keeps it too).
+   */
+  replication?: boolean;
 }
 
 export interface PsqlOptions {
@@ -157,6 +167,14 @@ export interface PgServer {
   setHba(lines: readonly string[]): Promise<void>;
   /** pg_reload_conf(). */
   reload(): Promise<void>;
+  /**
+   * Switches the server certificate without a restart (TLS servers only): copies the certificate and
+   * key into the server's certificate directory (owned by the server user, key mode 0600), points
+   * ssl_cert_file / ssl_key_file at the copies with ALTER SYSTEM, reloads, and waits until new TLS
+   * connections are served the new certificate. Rejects (with the server log) if the server does not
+   * take it, e.g. because the key does not match.
+   */
+  setServerCert(cert: Pick<IssuedCert, 'cert' | 'key'>, timeoutMs?: number): Promise<void>;
   /** Fast shutdown, then SIGKILL if needed; removes the directory unless keepDir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -182,6 +200,8 @@ export function hbaLine(type: HbaType, user: string, method: string, opts: HbaLi
 
 const SUPERUSER_HBA = hbaLine('local', 'postgres', 'trust');
 const DEFAULT_HBA = [hbaLine('local', 'all', 'trust'), hbaLine('host', 'all', 'trust')];
+/** What `replication: true` adds to pg_hba.conf (`all` never matches replication connections). */
+export const REPLICATION_HBA = hbaLine('host', 'postgres', 'trust', { database: 'replication' });
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Binaries, OS user, processes                                                                      */
@@ -364,6 +384,33 @@ function tcpReachable(port: number): Promise<boolean> {
   });
 }
 
+/** The leaf certificate (DER) a PostgreSQL server presents after SSLRequest; no verification. */
+export function servedCertificate(port: number, host = '127.0.0.1'): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const raw = connect({ host, port });
+    const fail = (e: Error) => {
+      raw.destroy();
+      reject(e);
+    };
+    raw.setTimeout(5000, () => fail(new Error('timeout waiting for the server certificate')));
+    raw.once('error', fail);
+    raw.once('connect', () => raw.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])));
+    raw.once('data', (reply) => {
+      if (reply[0] !== 0x53)
+        return fail(new Error(`server refused SSL (${String.fromCharCode(reply[0] ?? 0)})`));
+      const s = tlsConnect({ socket: raw, rejectUnauthorized: false, ALPNProtocols: ['postgresql'] });
+      s.once('error', fail);
+      s.once('secureConnect', () => {
+        const der = s.getPeerCertificate().raw;
+        s.destroy();
+        raw.destroy();
+        if (der) resolve(der);
+        else reject(new Error('no peer certificate'));
+      });
+    });
+  });
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Leak protection                                                                                   */
 /* ------------------------------------------------------------------------------------------------ */
@@ -492,7 +539,15 @@ function hbaText(lines: readonly string[]): string {
   return `# written by @pgconn/testkit\n${[SUPERUSER_HBA, ...lines].join('\n')}\n`;
 }
 
-export async function startPostgres(opts: StartPostgresOptions): Promise<PgServer> {
+export function startPostgres(opts: StartPostgresOptions): Promise<PgServer> {
+  return launch(opts, null);
+}
+
+/** The options each server was started with (startStandby copies its primary's configuration). */
+const launchOptions = new WeakMap<PgServer, StartPostgresOptions>();
+
+/** startPostgres, or with `primary` a streaming standby of it made by pg_basebackup. */
+async function launch(opts: StartPostgresOptions, primary: PgServer | null): Promise<PgServer> {
   const t0 = Date.now();
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const install = pgInstall(opts.version);
@@ -515,7 +570,20 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
     // psql's HOME: no ~/.pgpass, ~/.psqlrc or ~/.postgresql/* of the real user can interfere.
     await mkdir(homeDir, { mode: 0o700 });
 
-    if (opts.initdbArgs) {
+    if (primary) {
+      // A copy of the running primary (-c fast: no wait for a spread checkpoint), streaming the WAL
+      // written meanwhile; -R writes standby.signal and primary_conninfo.
+      const from = ['-h', primary.host, '-p', String(primary.port), '-U', 'postgres', '-w'];
+      const args = ['-D', dataDir, '-R', '-X', 'stream', '-c', 'fast', '-N', ...from];
+      await runServerCmd(PG_BASEBACKUP, args, timeoutMs);
+      // The copy carries the primary's ALTER SYSTEM settings: drop those naming the primary's files.
+      const auto = join(dataDir, 'postgresql.auto.conf');
+      const kept = (await readFile(auto, 'utf8'))
+        .split('\n')
+        .filter((l) => !/^\s*ssl_(cert|key)_file\s*=/.test(l));
+      await writeFile(auto, kept.join('\n'));
+      if (owner) await chown(auto, owner.uid, owner.gid);
+    } else if (opts.initdbArgs) {
       await runServerCmd(bin('initdb'), ['-D', dataDir, ...INITDB_ARGS, ...opts.initdbArgs], timeoutMs);
     } else {
       await run('cp', ['-a', await templateDataDir(install, owner), dataDir]).then((r) => {
@@ -555,10 +623,14 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
       await chownTree(certDir, owner);
     }
 
-    const hba = opts.hba ?? DEFAULT_HBA;
+    const hbaExtra = opts.replication ? [REPLICATION_HBA] : [];
+    const hba = [...(opts.hba ?? DEFAULT_HBA), ...hbaExtra];
     await writeFile(join(dataDir, 'pg_hba.conf'), hbaText(hba));
     const conf = join(dataDir, 'postgresql.conf');
-    await writeFile(conf, `${await readFile(conf, 'utf8')}\ninclude 'testkit.conf'\n`);
+    const confText = await readFile(conf, 'utf8');
+    // A standby's copy already includes the file (it is rewritten below with the standby's port).
+    if (!confText.includes("include 'testkit.conf'"))
+      await writeFile(conf, `${confText}\ninclude 'testkit.conf'\n`);
     if (owner) await chown(join(dataDir, 'pg_hba.conf'), owner.uid, owner.gid);
 
     const writeSettings = async (port: number) => {
@@ -576,6 +648,8 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
         lc_messages: 'C',
         log_connections: true,
         ...sslSettings,
+        ...(opts.replication ? { wal_level: 'replica', max_wal_senders: 10 } : {}),
+        ...(primary ? { hot_standby: true } : {}),
         ...opts.settings,
       };
       const text = Object.entries(all)
@@ -618,6 +692,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
     const watchdog = startWatchdog(dataDir, dir, keepDir);
 
     let finalLog: string | null = null;
+    let certSeq = 0;
     let serverVersion = '';
     let stopping: Promise<void> | null = null;
 
@@ -702,11 +777,48 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
       env,
       log: () => finalLog ?? (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
       async setHba(lines) {
-        await writeFile(join(dataDir, 'pg_hba.conf'), hbaText(lines));
+        await writeFile(join(dataDir, 'pg_hba.conf'), hbaText([...lines, ...hbaExtra]));
         await sql('select pg_reload_conf()');
       },
       async reload() {
         await sql('select pg_reload_conf()');
+      },
+      async setServerCert(cert, waitMs = 10_000) {
+        if (!opts.ssl) throw new Error('setServerCert: this server was started without TLS');
+        const n = ++certSeq;
+        const certPath = join(certDir, `server-${n}.crt`);
+        const keyPath = join(certDir, `server-${n}.key`);
+        await copyFile(cert.cert, certPath);
+        await chmod(certPath, 0o644);
+        await copyFile(cert.key, keyPath);
+        await chmod(keyPath, 0o600);
+        if (owner) {
+          await chown(certPath, owner.uid, owner.gid);
+          await chown(keyPath, owner.uid, owner.gid);
+        }
+        // ALTER SYSTEM refuses to run in a transaction block: one statement per line of a script.
+        await script(
+          `ALTER SYSTEM SET ssl_cert_file = ${literal(certPath)};\n` +
+            `ALTER SYSTEM SET ssl_key_file = ${literal(keyPath)};\n` +
+            'SELECT pg_reload_conf();\n',
+        );
+        // The postmaster reloads asynchronously (SIGHUP): wait until it serves the new leaf.
+        const want = new X509Certificate(readFileSync(certPath)).raw;
+        const deadline = Date.now() + waitMs;
+        let last = '';
+        for (;;) {
+          try {
+            if ((await servedCertificate(port)).equals(want)) return;
+            last = 'still serving the previous certificate';
+          } catch (e) {
+            last = (e as Error).message;
+          }
+          if (Date.now() > deadline)
+            throw new Error(
+              `setServerCert: the server did not switch certificates (${last})\n${server.log()}`,
+            );
+          await sleep(20);
+        }
       },
       stop() {
         stopping ??= stopNow();
@@ -718,19 +830,22 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
       // pg_ctl -w waited for "ready"; make sure the TCP listener answers as well.
       if (!(await tcpReachable(port))) throw new Error(`not reachable on 127.0.0.1:${port}`);
       const setup: string[] = [];
-      for (const u of opts.users ?? []) {
+      // A standby is read-only: its roles and databases are the primary's.
+      for (const u of primary ? [] : (opts.users ?? [])) {
         setup.push(`SET password_encryption = ${literal(u.passwordEncryption ?? 'scram-sha-256')};`);
         const attrs = ['LOGIN', u.superuser ? 'SUPERUSER' : ''];
         if (u.password !== undefined) attrs.push(`PASSWORD ${literal(u.password)}`);
         setup.push(`CREATE ROLE ${ident(u.name)} ${attrs.filter(Boolean).join(' ')};`);
       }
-      for (const db of opts.databases ?? []) setup.push(`CREATE DATABASE ${ident(db)};`);
+      for (const db of primary ? [] : (opts.databases ?? [])) setup.push(`CREATE DATABASE ${ident(db)};`);
       if (setup.length) await script(`${setup.join('\n')}\n`);
       serverVersion = await sql('show server_version');
+      if (primary) await waitForStandby(sql, t0 + timeoutMs);
     } catch (err) {
       await server.stop();
       throw new Error(`PostgreSQL ${opts.version}: ${(err as Error).message}\n--- log ---\n${server.log()}`);
     }
+    launchOptions.set(server, opts);
     return server;
   } catch (err) {
     // Whatever failed before the server object existed: leave nothing behind.
@@ -847,6 +962,74 @@ export function startTlsPostgres(
     settings: opts.settings,
     keepDir: opts.keepDir,
   });
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Streaming standby                                                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+export interface StandbyOptions {
+  /** pg_hba lines of the standby. Default: the primary's (`replication: true` included). */
+  hba?: readonly string[];
+  /** Extra postgresql.conf settings, over the primary's. */
+  settings?: Readonly<Record<string, SettingValue>>;
+  /** TLS configuration. Default: the primary's (its certificate files are copied again). */
+  ssl?: PgSslConfig | false;
+  keepDir?: boolean;
+  /** Timeout for the base backup, start, and reaching the streaming state. Default 30 000 ms. */
+  timeoutMs?: number;
+}
+
+/**
+ * A hot standby streaming from `primary` (PostgreSQL 15, started by `startPostgres` with
+ * `replication: true`): `pg_basebackup -R` as the server user into a new directory, then the same
+ * start-up as startPostgres on a port of its own. Roles and databases are the primary's. Resolves
+ * once `pg_is_in_recovery()` is true and the WAL receiver is streaming. The returned server is stopped
+ * like any other (stop(), exit hook, watchdog).
+ */
+export async function startStandby(primary: PgServer, opts: StandbyOptions = {}): Promise<PgServer> {
+  const base = launchOptions.get(primary);
+  if (!base) throw new Error('startStandby: the primary was not started by startPostgres');
+  if (primary.version !== 15) {
+    // pg_basebackup refuses servers newer than itself, and Debian's is version 15.
+    throw new Error(`startStandby: only PostgreSQL 15 primaries are supported (pg_basebackup 15)`);
+  }
+  if (!existsSync(PG_BASEBACKUP))
+    throw new Error(`pg_basebackup not found at ${PG_BASEBACKUP} (Debian: apt-get install postgresql-15)`);
+  const walLevel = await primary.sql('show wal_level');
+  const replicationRules = await primary.sql(
+    "select count(*) from pg_hba_file_rules where 'replication' = any(database) and error is null",
+  );
+  if (walLevel === 'minimal' || replicationRules === '0') {
+    throw new Error(
+      `startStandby: the primary does not allow streaming replication (wal_level=${walLevel}, ` +
+        `${replicationRules} pg_hba replication lines): start it with startPostgres({ replication: true, … })`,
+    );
+  }
+  const o: StartPostgresOptions = {
+    ...base,
+    settings: { ...base.settings, ...opts.settings },
+    initdbArgs: undefined,
+    databases: undefined,
+    keepDir: opts.keepDir ?? false,
+    timeoutMs: opts.timeoutMs ?? 30_000,
+  };
+  if (opts.hba) o.hba = opts.hba;
+  if (opts.ssl !== undefined) o.ssl = opts.ssl;
+  return launch(o, primary);
+}
+
+/** Polls a freshly started standby until it is in recovery and its WAL receiver streams. */
+async function waitForStandby(sql: (q: string) => Promise<string>, deadline: number): Promise<void> {
+  let state = '';
+  for (;;) {
+    state = await sql(
+      "select pg_is_in_recovery()::text || ' ' || coalesce((select status from pg_stat_wal_receiver), 'no-receiver')",
+    );
+    if (state === 'true streaming') return;
+    if (Date.now() > deadline) throw new Error(`standby not streaming (recovery, receiver: ${state})`);
+    await sleep(50);
+  }
 }
 
 /** Synchronous best-effort cleanup for callers' own exit paths (same as the built-in exit hook). */

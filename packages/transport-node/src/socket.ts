@@ -5,13 +5,19 @@
  */
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import type { TlsClientOptions, TlsInfo, TransportSocket } from '@pgconn/core';
-import { tlsConnectOptions, tlsInfoOf } from './tls-options.ts';
+import type {
+  ServerTransportSocket,
+  TlsClientOptions,
+  TlsInfo,
+  TlsServerOptions,
+  TransportSocket,
+} from '@pgconn/core';
+import { tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts';
 
 /** Above this many queued bytes the socket is paused until the consumer reads. */
 const HIGH_WATER = 1024 * 1024;
 
-export class NodeSocket implements TransportSocket {
+export class NodeSocket implements TransportSocket, ServerTransportSocket {
   private sock: Socket;
   private queue: Uint8Array[] = [];
   private head = 0;
@@ -27,6 +33,14 @@ export class NodeSocket implements TransportSocket {
   constructor(sock: Socket) {
     this.sock = sock;
     this.attach();
+  }
+
+  get remoteAddress(): string {
+    return this.sock.remoteAddress ?? '';
+  }
+
+  get remotePort(): number {
+    return this.sock.remotePort ?? 0;
   }
 
   private attach(): void {
@@ -122,6 +136,38 @@ export class NodeSocket implements TransportSocket {
         resolve(tlsInfoOf(secure));
       };
       secure.once('secureConnect', onSecure);
+      secure.once('error', onError);
+    });
+    this.sock = secure;
+    this.ended = false;
+    this.error = null;
+    this.attach();
+    return info;
+  }
+
+  async startServerTls(options: TlsServerOptions, pending?: Uint8Array): Promise<TlsInfo> {
+    if (this.waiter) throw new Error('startServerTls() while a read is pending');
+    if (this.head < this.queue.length) {
+      // Plaintext pipelined behind an SSLRequest must never be fed to TLS (CVE-2021-23214).
+      throw new Error('received unencrypted data after SSL request');
+    }
+    this.detach();
+    const raw = this.sock;
+    raw.pause();
+    // A direct TLS ClientHello was already read to see its first byte: hand it back to the stream.
+    if (pending?.length) raw.unshift(Buffer.from(pending.buffer, pending.byteOffset, pending.byteLength));
+    const secure = new tls.TLSSocket(raw, { isServer: true, ...tlsServerOptions(options) });
+    const info = await new Promise<TlsInfo>((resolve, reject) => {
+      const onError = (e: Error) => {
+        secure.off('secure', onSecure);
+        secure.destroy();
+        reject(e);
+      };
+      const onSecure = () => {
+        secure.off('error', onError);
+        resolve(tlsInfoOf(secure));
+      };
+      secure.once('secure', onSecure);
       secure.once('error', onError);
     });
     this.sock = secure;

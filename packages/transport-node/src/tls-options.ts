@@ -5,7 +5,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
-import type { TlsClientOptions, TlsInfo } from '@pgconn/core';
+import type { TlsClientOptions, TlsInfo, TlsServerOptions } from '@pgconn/core';
 
 const toBuffer = (v: Uint8Array): Buffer => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 
@@ -29,6 +29,14 @@ function keyPem(key: string | Uint8Array, passphrase: string | undefined): strin
   throw firstError;
 }
 
+const CRL_BLOCK = /-----BEGIN X509 CRL-----[\s\S]*?-----END X509 CRL-----/g;
+
+/** The CRLs of a PEM text, one string each (the text as is when it holds none, so Node reports it). */
+function splitCrls(pem: string): string[] {
+  const blocks = pem.match(CRL_BLOCK);
+  return blocks && blocks.length > 0 ? blocks.map((b) => `${b}\n`) : [pem];
+}
+
 function systemRoots(): string[] {
   const get = (tls as { getCACertificates?: (kind: string) => string[] }).getCACertificates;
   return get ? get('system') : [...tls.rootCertificates];
@@ -46,6 +54,24 @@ export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
   if (o.cert !== undefined) opts.cert = certPem(o.cert);
   if (o.key !== undefined) opts.key = keyPem(o.key, o.passphrase);
   if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
+  // Node's `crl` parses one CRL per entry; a file such as root+server.crl holds several (libpq loads all).
+  if (o.crl?.length) opts.crl = o.crl.flatMap(splitCrls);
+  if (o.minVersion) opts.minVersion = o.minVersion;
+  if (o.maxVersion) opts.maxVersion = o.maxVersion;
+  return opts;
+}
+
+export function tlsServerOptions(o: TlsServerOptions): tls.TlsOptions {
+  const opts: tls.TlsOptions = {
+    cert: certPem(o.cert),
+    key: keyPem(o.key, o.passphrase),
+    ALPNProtocols: o.alpnProtocols,
+    // The core decides what an unverified client certificate means (cert auth fails, trust passes).
+    requestCert: o.requestCert ?? false,
+    rejectUnauthorized: false,
+  };
+  if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
+  if (o.ca) opts.ca = o.ca;
   if (o.crl?.length) opts.crl = o.crl;
   if (o.minVersion) opts.minVersion = o.minVersion;
   if (o.maxVersion) opts.maxVersion = o.maxVersion;

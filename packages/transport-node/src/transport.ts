@@ -7,11 +7,13 @@ import type {
   ConnectOptions,
   Endpoint,
   FileInfo,
+  Listener,
   TlsClientOptions,
   TlsInfo,
   Transport,
   TransportSocket,
 } from '@pgconn/core';
+import { NodeListener } from './listener.ts';
 import { NodeSocket } from './socket.ts';
 import { tlsConnectOptions, tlsInfoOf } from './tls-options.ts';
 
@@ -74,6 +76,10 @@ export class NodeTransport implements Transport {
     await established(sock, 'secureConnect', options?.signal);
     tune(sock, options);
     return { socket: new NodeSocket(sock), info: tlsInfoOf(sock) };
+  }
+
+  listen(endpoint: { host: string; port: number }, options?: { backlog?: number }): Promise<Listener> {
+    return NodeListener.listen(endpoint, options?.backlog);
   }
 
   async lookup(host: string): Promise<string[]> {

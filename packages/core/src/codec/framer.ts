@@ -93,6 +93,11 @@ export class Framer {
     return this.start === this.end ? -1 : this.buf[this.start]!;
   }
 
+  /** The length word of the next typed message once its 5-byte header has arrived (before the body), or null. */
+  peekLength(): number | null {
+    return this.end - this.start < 5 ? null : this.readLength(this.start + 1);
+  }
+
   /** Consumes every buffered byte (for a hand-over); a view valid until the next `push()`. */
   rest(): Uint8Array {
     const v = this.buf.subarray(this.start, this.end);
