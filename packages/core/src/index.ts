@@ -85,4 +85,5 @@ export {
   toHandshakeConfig,
 } from './options/index.ts';
 export * from './server/index.ts';
+export { type AcceptOptions, acceptSession, ServerConnection } from './server-connection.ts';
 export type * from './transport.ts';

@@ -64,16 +64,26 @@ export async function connect(
             'connect',
           );
           messages.push(last.message);
+          // Traced like any other failed attempt (the address is the name that did not resolve).
+          connectOptions.onStep?.({
+            state: 'BAD',
+            detail: last.message,
+            host: target.host,
+            address: target.host,
+            port: target.port,
+          });
           continue;
         }
       }
       if (options.loadBalanceHosts === 'random') shuffle(endpoints, random);
       const config = toHandshakeConfig(options, i, tls);
+      // libpq's emitHostIdentityInfo: with hostaddr the message names only the address, never `host`.
+      const displayedHost = target.hostaddr || target.host;
       for (const endpoint of endpoints) {
         const address = 'path' in endpoint ? endpoint.path : endpoint.host;
         const negotiateOptions: NegotiateOptions = {
           connectTimeout: options.connectTimeout,
-          hostName: target.host,
+          hostName: displayedHost,
           socket: { keepAlive: options.keepalives, noDelay: true },
         };
         if (options.keepalivesIdle !== undefined)
@@ -94,13 +104,24 @@ export async function connect(
           if (err instanceof ServerError && err.code === '57P03') break; // next host
           throw withMessages(err, messages);
         }
-        const mismatch = await checkTarget(conn, wanted, preferStandbyFirstPass);
-        if (mismatch === null) return conn;
-        await conn.close();
         const prefix =
           'path' in endpoint
             ? `connection to server on socket "${endpoint.path}" failed: `
-            : `connection to server at ${target.host && target.host !== endpoint.host ? `"${target.host}" (${endpoint.host})` : `"${endpoint.host}"`}, port ${endpoint.port} failed: `;
+            : `connection to server at ${displayedHost && displayedHost !== endpoint.host ? `"${displayedHost}" (${endpoint.host})` : `"${endpoint.host}"`}, port ${endpoint.port} failed: `;
+        let mismatch: string | null;
+        try {
+          mismatch = await checkTarget(conn, wanted, preferStandbyFirstPass);
+        } catch (e) {
+          // The connection broke during the check: libpq gives up (error_return); do not leak it.
+          await conn.close().catch(() => {});
+          const err = e instanceof PgConnError ? e : new ConnectionError(String(e));
+          onStep?.({ state: 'BAD', detail: err.message, host: target.host, address, port: target.port });
+          err.message = prefix + err.message;
+          messages.push(err.message);
+          throw withMessages(err, messages);
+        }
+        if (mismatch === null) return conn;
+        await conn.close();
         last = new ConnectionError(prefix + mismatch);
         messages.push(last.message);
         onStep?.({ state: 'BAD', detail: mismatch, host: target.host, address, port: target.port });
@@ -127,12 +148,25 @@ export async function checkTarget(
 ): Promise<string | null> {
   if (wanted === 'any' || (wanted === 'prefer-standby' && !preferStandbyFirstPass)) return null;
   const p = conn.parameters;
+  // CHECK_WRITABLE / CHECK_STANDBY: a failed query is a reason to try the next host, like a mismatch.
+  const ask = async (sql: string, label: string): Promise<string | null | undefined | Error> => {
+    try {
+      return (await conn.query(sql)).rows[0]?.[0];
+    } catch (e) {
+      if (e instanceof ServerError) return new Error(`${e.message}\n"${label}" failed`);
+      throw e;
+    }
+  };
   if (wanted === 'read-write' || wanted === 'read-only') {
     let readOnly: boolean;
     const hot = p.get('in_hot_standby');
     const dtro = p.get('default_transaction_read_only');
     if (hot !== undefined && dtro !== undefined) readOnly = hot === 'on' || dtro === 'on';
-    else readOnly = (await conn.query('SHOW transaction_read_only')).rows[0]?.[0] === 'on';
+    else {
+      const v = await ask('SHOW transaction_read_only', 'SHOW transaction_read_only');
+      if (v instanceof Error) return v.message;
+      readOnly = v === 'on';
+    }
     if (wanted === 'read-write' && readOnly) return 'session is read-only';
     if (wanted === 'read-only' && !readOnly) return 'session is not read-only';
     return null;
@@ -142,7 +176,11 @@ export async function checkTarget(
   const version = Number.parseInt(p.get('server_version') ?? '0', 10);
   if (hot !== undefined) standby = hot === 'on';
   else if (version > 0 && version < 9) standby = false;
-  else standby = (await conn.query('SELECT pg_catalog.pg_is_in_recovery()')).rows[0]?.[0] === 't';
+  else {
+    const v = await ask('SELECT pg_catalog.pg_is_in_recovery()', 'SELECT pg_is_in_recovery()');
+    if (v instanceof Error) return v.message;
+    standby = v === 't';
+  }
   if (wanted === 'primary' && standby) return 'server is in hot standby mode';
   if ((wanted === 'standby' || wanted === 'prefer-standby') && !standby)
     return 'server is not in hot standby mode';

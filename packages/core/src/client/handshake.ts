@@ -32,7 +32,7 @@ import {
   UnsupportedError,
 } from '../errors.ts';
 import type { TlsClientOptions, TlsInfo, TlsVersion } from '../transport.ts';
-import { checkRequireAuth, REQUIRE_AUTH_ANY, type RequireAuth } from './require-auth.ts';
+import { checkRequireAuth, checkSaslMechanism, REQUIRE_AUTH_ANY, type RequireAuth } from './require-auth.ts';
 import {
   allowedEncryptionMethods,
   type EncryptionMethod,
@@ -150,7 +150,51 @@ const SERVER_CLOSED =
 
 const typeChar = (t: number): string => String.fromCharCode(t);
 
+/** Types a server may send before AuthenticationOk ('R', 'E', 'v', and 'N', which we also accept). */
+const STARTUP_TYPES: ReadonlySet<number> = new Set([
+  BackendType.Authentication,
+  BackendType.ErrorResponse,
+  BackendType.NegotiateProtocolVersion,
+  BackendType.NoticeResponse,
+]);
+
+/** libpq's VALID_LONG_MESSAGE_TYPE: the only types allowed over 30000 bytes. */
+const LONG_TYPES: ReadonlySet<number> = new Set([
+  BackendType.RowDescription,
+  BackendType.DataRow,
+  BackendType.CopyData,
+  BackendType.FunctionCallResponse,
+  BackendType.ErrorResponse,
+  BackendType.NoticeResponse,
+  BackendType.NotificationResponse,
+]);
+
 const isIpLiteral = (host: string): boolean => /^[0-9.]+$/.test(host) || host.includes(':');
+
+/**
+ * OpenSSL's reason string of a TLS failure ('tlsv1 alert protocol version', 'sslv3 alert certificate
+ * revoked'…), which libpq prints after `SSL error: `. Node puts it in `reason`; its message holds the
+ * whole error-queue line (`8034…:error:0A00042E:SSL routines:ssl3_read_bytes:…`).
+ */
+const sslReason = (e: Error): string | undefined => {
+  const r = (e as { reason?: unknown }).reason;
+  return typeof r === 'string' && r !== '' ? r : undefined;
+};
+
+/** Reasons after which libpq adds its protocol-version hint (fe-secure-openssl.c, open_client_SSL). */
+const PROTOCOL_VERSION_REASONS = new Set([
+  'no protocols available',
+  'unsupported protocol',
+  'bad protocol version number',
+  'unknown protocol',
+  'unknown ssl version',
+  'unsupported ssl version',
+  'wrong ssl version',
+  'wrong version number',
+  'tlsv1 alert protocol version',
+  'version too high',
+  'version too low',
+]);
 
 /** One negotiation with one address. Not reusable: create one per address. */
 export class ClientHandshake {
@@ -295,7 +339,7 @@ export class ClientHandshake {
         case 'tlsFailed':
           if (this.state !== 'SSL_HANDSHAKE')
             throw new ProtocolError(`unexpected TLS failure in state ${this.state}`);
-          return this.connectionFailed(new TlsError(`SSL error: ${event.error.message}`));
+          return this.connectionFailed(this.sslError(event.error));
         case 'tlsEstablished':
           if (this.state !== 'SSL_HANDSHAKE')
             throw new ProtocolError(`unexpected TLS in state ${this.state}`);
@@ -319,15 +363,29 @@ export class ClientHandshake {
     }
     if (this.state === 'SSL_HANDSHAKE') {
       return this.connectionFailed(
-        new TlsError(error ? `SSL error: ${error.message}` : 'SSL SYSCALL error: EOF detected'),
+        error ? this.sslError(error) : new TlsError('SSL SYSCALL error: EOF detected'),
       );
     }
+    // A TLS alert after the handshake, e.g. a TLS 1.3 server refusing the client certificate (revoked,
+    // unknown CA) once it has read it: libpq's pgtls_read reports `SSL error: <reason>`, no fallback.
+    if (this.tls && error && sslReason(error)) return this.fail(this.sslError(error));
     if (this.state === 'STARTED') {
       return this.fail(
         new ConnectionError(error ? error.message : 'connection closed before it was established'),
       );
     }
     return this.fail(new ConnectionError(SERVER_CLOSED));
+  }
+
+  /** libpq's `SSL error: <reason>`, plus its hint when the reason is about protocol versions. */
+  private sslError(error: Error): TlsError {
+    const reason = sslReason(error);
+    let message = `SSL error: ${reason ?? error.message}`;
+    if (reason && PROTOCOL_VERSION_REASONS.has(reason)) {
+      const t = this.cfg.tls ?? {};
+      message += `\nThis may indicate that the server does not support any SSL protocol version between ${t.minVersion ?? 'TLSv1.2'} and ${t.maxVersion ?? 'TLSv1.3'}.`;
+    }
+    return new TlsError(message);
   }
 
   private onMade(): ClientAction[] {
@@ -419,6 +477,7 @@ export class ClientHandshake {
         // the socket then. Treat as a violation rather than guess.
         throw new ProtocolError(`unexpected data from server in state ${this.state}`);
       }
+      this.checkHeader();
       const frame = this.framer.next();
       if (frame === null) break;
       out.push(...(await this.onMessage(frame)));
@@ -472,20 +531,39 @@ export class ClientHandshake {
     return [{ type: 'fail', error }];
   }
 
-  private async onMessage(frame: Frame): Promise<ClientAction[]> {
-    const len = frame.body.length + 4;
-    // libpq's length limits while authenticating: a hostile server cannot make us buffer megabytes.
-    if (this.state === 'AWAITING_RESPONSE') {
-      if (frame.type === BackendType.Authentication && (len < 8 || len > 2000)) {
+  /**
+   * libpq's checks on the next message's type byte and length word, made as soon as they arrive and
+   * before waiting for the body: a hostile (or non-PostgreSQL) peer cannot make us wait for, or
+   * buffer, megabytes while we are not even authenticated.
+   */
+  private checkHeader(): void {
+    const type = this.framer.peekByte();
+    if (type === -1) return;
+    const authenticating = this.state === 'AWAITING_RESPONSE';
+    if (authenticating && !STARTUP_TYPES.has(type)) {
+      throw new ProtocolError(`expected authentication request from server, but received ${typeChar(type)}`);
+    }
+    const len = this.framer.peekLength();
+    if (len === null) return;
+    if (authenticating) {
+      if (type === BackendType.Authentication && (len < 8 || len > 2000)) {
         throw new ProtocolError('received invalid authentication request');
       }
-      if (frame.type === BackendType.NegotiateProtocolVersion && (len < 8 || len > 2000)) {
+      if (type === BackendType.NegotiateProtocolVersion && (len < 8 || len > 2000)) {
         throw new ProtocolError('received invalid protocol negotiation message');
       }
-      if (frame.type === BackendType.ErrorResponse && len > 30000) {
+      if (type === BackendType.ErrorResponse && len > 30000) {
         throw new ProtocolError('received invalid error message from server');
       }
+    } else if (len > 30000 && !LONG_TYPES.has(type)) {
+      // pqParseInput3's handleSyncLoss: only a few message types may be long.
+      throw new ProtocolError(
+        `lost synchronization with server: got message type "${typeChar(type)}", length ${len}`,
+      );
     }
+  }
+
+  private async onMessage(frame: Frame): Promise<ClientAction[]> {
     const msg = decodeBackend(frame);
     if (this.state === 'AWAITING_RESPONSE') return this.onAuthMessage(msg, frame.type);
     return this.onAuthOkMessage(msg);
@@ -627,8 +705,11 @@ export class ClientHandshake {
   }
 
   private async startSasl(mechanisms: string[]): Promise<ClientAction[]> {
-    if (this.scram) throw new ProtocolError('duplicate SASL authentication request');
     const ssl = this.tls !== null;
+    // pg_SASL_init checks this first, before looking at the offered mechanisms.
+    if (this.channelBinding === 'require' && !ssl)
+      throw new AuthError('channel binding required, but SSL not in use');
+    if (this.scram) throw new ProtocolError('duplicate SASL authentication request');
     const plusOffered = mechanisms.includes('SCRAM-SHA-256-PLUS');
     if (plusOffered && !ssl) {
       // A PLUS offer on a plaintext connection means someone stripped TLS in between.
@@ -644,8 +725,8 @@ export class ClientHandshake {
     } else {
       throw new AuthError("none of the server's SASL authentication mechanisms are supported");
     }
+    checkSaslMechanism(this.requireAuth, mechanism);
     if (this.channelBinding === 'require' && mechanism !== 'SCRAM-SHA-256-PLUS') {
-      if (!ssl) throw new AuthError('channel binding required, but SSL not in use');
       if (plusOffered && !this.tls?.peerCertificate) {
         throw new UnsupportedError(
           'channel binding required, but the transport does not expose the server certificate',

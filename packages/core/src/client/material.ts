@@ -24,12 +24,15 @@ export async function loadTlsMaterial(transport: Transport, o: ResolvedOptions):
     if (root) {
       m.rootCert = [text.decode(root)];
       const crl: string[] = [];
+      // libpq hands sslcrl and sslcrldir together to X509_STORE_load_locations, which is all or
+      // nothing: a missing or unreadable sslcrl file is ignored silently, and so is sslcrldir then.
+      let crlLoaded = true;
       if (files.crl) {
-        // A missing or unreadable CRL is ignored, as libpq does.
         const c = await transport.readFile(files.crl).catch(() => null);
         if (c) crl.push(text.decode(c));
+        else crlLoaded = false;
       }
-      if (files.crlDir) {
+      if (crlLoaded && files.crlDir) {
         for (const name of (await transport.listDir(files.crlDir).catch(() => null)) ?? []) {
           const c = await transport.readFile(`${files.crlDir}/${name}`).catch(() => null);
           if (c && isPem(c)) crl.push(text.decode(c));

@@ -97,7 +97,22 @@ export function checkRequireAuth(policy: RequireAuth, code: number, finishedAuth
   } else {
     const method = methodOf(code);
     if (method === null) reason = 'server requested an unknown authentication type';
-    else if (!policy.allowed.has(method)) reason = DESCRIPTIONS[method];
+    else if (method === 'scram-sha-256') {
+      // libpq 18: SASL requests pass while any SASL mechanism (scram-sha-256, oauth) is allowed; the
+      // mechanism itself is checked once chosen (checkSaslMechanism).
+      if (!policy.allowed.has('scram-sha-256') && !policy.allowed.has('oauth')) reason = DESCRIPTIONS[method];
+    } else if (!policy.allowed.has(method)) reason = DESCRIPTIONS[method];
   }
   if (reason) throw new AuthError(`authentication method requirement "${policy.raw}" failed: ${reason}`);
+}
+
+/**
+ * pg_SASL_init's require_auth check (libpq 18) for the mechanism the client chose, e.g.
+ * `require_auth=!scram-sha-256` → `server requested SCRAM-SHA-256-PLUS authentication`.
+ */
+export function checkSaslMechanism(policy: RequireAuth, mechanism: string): void {
+  if (policy.raw === '' || policy.allowed.has('scram-sha-256')) return;
+  throw new AuthError(
+    `authentication method requirement "${policy.raw}" failed: server requested ${mechanism} authentication`,
+  );
 }

@@ -196,9 +196,40 @@ export function verifyHostName(der: Uint8Array, host: string): void {
   );
 }
 
+/**
+ * The name libpq reports for an iPAddress SAN: pg_inet_net_ntop's text, i.e. BIND's inet_ntop6 for
+ * IPv6 (the longest run of two or more zero groups as `::`, the first one on a tie; `::a.b.c.d` and
+ * `::ffff:a.b.c.d` for embedded IPv4).
+ */
 function formatIp(addr: Uint8Array): string {
   if (addr.length === 4) return addr.join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((addr[i]! << 8) | addr[i + 1]!).toString(16));
-  return groups.join(':');
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((addr[i]! << 8) | addr[i + 1]!);
+  let best = { base: -1, len: 0 };
+  let cur = { base: -1, len: 0 };
+  words.forEach((w, i) => {
+    if (w === 0) cur = cur.base === -1 ? { base: i, len: 1 } : { base: cur.base, len: cur.len + 1 };
+    else if (cur.base !== -1) {
+      if (best.base === -1 || cur.len > best.len) best = cur;
+      cur = { base: -1, len: 0 };
+    }
+  });
+  if (cur.base !== -1 && (best.base === -1 || cur.len > best.len)) best = cur;
+  if (best.base !== -1 && best.len < 2) best = { base: -1, len: 0 };
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (best.base !== -1 && i >= best.base && i < best.base + best.len) {
+      if (i === best.base) out += ':';
+      continue;
+    }
+    if (i !== 0) out += ':';
+    const v4 =
+      i === 6 &&
+      best.base === 0 &&
+      (best.len === 6 || (best.len === 7 && words[7] !== 0x0001) || (best.len === 5 && words[5] === 0xffff));
+    if (v4) return out + Array.from(addr.subarray(12)).join('.');
+    out += words[i]!.toString(16);
+  }
+  if (best.base !== -1 && best.base + best.len === 8) out += ':';
+  return out;
 }
