@@ -117,49 +117,33 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
   }
 
   async startTls(options: TlsClientOptions): Promise<TlsInfo> {
-    if (this.waiter) throw new Error('startTls() while a read is pending');
-    if (this.head < this.queue.length) {
-      // Bytes already read from the raw socket can only be plaintext injected before the handshake.
-      throw new Error('received unencrypted data after SSL response');
-    }
-    this.detach();
-    const raw = this.sock;
-    const secure = tls.connect({ ...tlsConnectOptions(options), socket: raw });
-    const info = await new Promise<TlsInfo>((resolve, reject) => {
-      const onError = (e: Error) => {
-        secure.off('secureConnect', onSecure);
-        secure.destroy();
-        reject(e);
-      };
-      const onSecure = () => {
-        secure.off('error', onError);
-        resolve(tlsInfoOf(secure));
-      };
-      secure.once('secureConnect', onSecure);
-      secure.once('error', onError);
-    });
-    this.sock = secure;
-    this.ended = false;
-    this.error = null;
-    this.attach();
-    return info;
+    // Bytes already read from the raw socket can only be plaintext injected before the handshake.
+    this.releaseForTls('startTls', 'received unencrypted data after SSL response');
+    return this.adopt(tls.connect({ ...tlsConnectOptions(options), socket: this.sock }), 'secureConnect');
   }
 
   async startServerTls(options: TlsServerOptions, pending?: Uint8Array): Promise<TlsInfo> {
-    if (this.waiter) throw new Error('startServerTls() while a read is pending');
-    if (this.head < this.queue.length) {
-      // Plaintext pipelined behind an SSLRequest must never be fed to TLS (CVE-2021-23214).
-      throw new Error('received unencrypted data after SSL request');
-    }
-    this.detach();
+    // Plaintext pipelined behind an SSLRequest must never be fed to TLS (CVE-2021-23214).
+    this.releaseForTls('startServerTls', 'received unencrypted data after SSL request');
     const raw = this.sock;
     raw.pause();
     // A direct TLS ClientHello was already read to see its first byte: hand it back to the stream.
     if (pending?.length) raw.unshift(Buffer.from(pending.buffer, pending.byteOffset, pending.byteLength));
-    const secure = new tls.TLSSocket(raw, { isServer: true, ...tlsServerOptions(options) });
+    return this.adopt(new tls.TLSSocket(raw, { isServer: true, ...tlsServerOptions(options) }), 'secure');
+  }
+
+  /** Stops reading the raw socket so TLS can take it over; refuses if plaintext is still queued. */
+  private releaseForTls(what: string, queuedError: string): void {
+    if (this.waiter) throw new Error(`${what}() while a read is pending`);
+    if (this.head < this.queue.length) throw new Error(queuedError);
+    this.detach();
+  }
+
+  /** Waits for the TLS handshake, then reads from the TLS socket instead of the raw one. */
+  private async adopt(secure: tls.TLSSocket, ready: 'secureConnect' | 'secure'): Promise<TlsInfo> {
     const info = await new Promise<TlsInfo>((resolve, reject) => {
       const onError = (e: Error) => {
-        secure.off('secure', onSecure);
+        secure.off(ready, onSecure);
         secure.destroy();
         reject(e);
       };
@@ -167,7 +151,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
         secure.off('error', onError);
         resolve(tlsInfoOf(secure));
       };
-      secure.once('secure', onSecure);
+      secure.once(ready, onSecure);
       secure.once('error', onError);
     });
     this.sock = secure;
