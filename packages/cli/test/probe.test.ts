@@ -97,7 +97,7 @@ describe('pgconn probe', () => {
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(
-      `pgconn: error: connection to server at "wrong.example" (127.0.0.1), port ${pg.port} failed: server certificate for "localhost" (and 2 other names) does not match host name "wrong.example"\n`,
+      `pgconn: error: connection to server at "127.0.0.1", port ${pg.port} failed: server certificate for "localhost" (and 2 other names) does not match host name "wrong.example"\n`,
     );
   });
 

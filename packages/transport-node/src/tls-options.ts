@@ -72,7 +72,7 @@ export function tlsServerOptions(o: TlsServerOptions): tls.TlsOptions {
   };
   if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
   if (o.ca) opts.ca = o.ca;
-  if (o.crl?.length) opts.crl = o.crl;
+  if (o.crl?.length) opts.crl = o.crl.flatMap(splitCrls);
   if (o.minVersion) opts.minVersion = o.minVersion;
   if (o.maxVersion) opts.maxVersion = o.maxVersion;
   return opts;
