@@ -169,6 +169,12 @@ function connectFailure(e: Error, endpoint: Endpoint): ConnectionError {
 
 type TextDataRow = { type: 'TextDataRow'; fields: (string | null)[] };
 
+const lost = (e: unknown): ConnectionError => {
+  const err = new ConnectionError(`server closed the connection unexpectedly: ${(e as Error).message ?? e}`);
+  (err as { cause?: unknown }).cause = e;
+  return err;
+};
+
 export interface QueryResult {
   command: string;
   fields: RowDescriptionField[];
@@ -224,7 +230,7 @@ export class Connection {
     for (;;) {
       const frame = this.framer.next();
       if (frame === null) {
-        const chunk = await this.socket.read();
+        const chunk = await this.read();
         if (chunk === null) {
           this.closed = true;
           throw new ConnectionError('server closed the connection unexpectedly');
@@ -238,6 +244,25 @@ export class Connection {
       if (msg.type === 'ParameterStatus') this.parameters.set(msg.name, msg.value);
       else if (msg.type === 'NoticeResponse') this.onNotice?.(msg.fields);
       else if (msg.type !== 'NotificationResponse') return msg;
+    }
+  }
+
+  /** Reads a chunk; a transport failure becomes a ConnectionError (the session is then unusable). */
+  private async read(): Promise<Uint8Array | null> {
+    try {
+      return await this.socket.read();
+    } catch (e) {
+      this.closed = true;
+      throw lost(e);
+    }
+  }
+
+  private async send(bytes: Uint8Array): Promise<void> {
+    try {
+      await this.socket.write(bytes);
+    } catch (e) {
+      this.closed = true;
+      throw lost(e);
     }
   }
 
@@ -266,7 +291,7 @@ export class Connection {
     this.enter();
     try {
       encodeFrontend(this.writer, { type: 'Query', sql });
-      await this.socket.write(this.writer.take());
+      await this.send(this.writer.take());
       const result: QueryResult = { command: '', fields: [], rows: [] };
       let error: ServerError | null = null;
       for (;;) {
@@ -291,7 +316,7 @@ export class Connection {
               type: 'CopyFail',
               message: 'COPY FROM STDIN is not supported by query()',
             });
-            await this.socket.write(this.writer.take());
+            await this.send(this.writer.take());
             break;
           case 'ReadyForQuery':
             this.transactionStatus = m.status;
@@ -314,7 +339,7 @@ export class Connection {
     this.enter();
     try {
       encodeFrontend(this.writer, { type: 'Query', sql });
-      await this.socket.write(this.writer.take());
+      await this.send(this.writer.take());
       let m = await this.next();
       if (m.type === 'ErrorResponse') {
         await this.drainToReady(new ServerError(m.fields));
@@ -330,7 +355,7 @@ export class Connection {
           continue;
         }
         if (frame === null) {
-          const chunk = await this.socket.read();
+          const chunk = await this.read();
           if (chunk === null) throw new ConnectionError('server closed the connection unexpectedly');
           this.framer.push(chunk);
           continue;
@@ -358,7 +383,7 @@ export class Connection {
     this.enter();
     try {
       encodeFrontend(this.writer, { type: 'Query', sql });
-      await this.socket.write(this.writer.take());
+      await this.send(this.writer.take());
       const m = await this.next();
       if (m.type === 'ErrorResponse') await this.drainToReady(new ServerError(m.fields));
       if (m.type !== 'CopyInResponse') throw new ProtocolError(`expected CopyInResponse, received ${m.type}`);
@@ -368,22 +393,22 @@ export class Connection {
           if (chunk.length >= 32 * 1024) {
             // Large chunk: header alone, then the caller's bytes, with no copy into our buffer.
             w.u8(0x64).i32(chunk.length + 4);
-            await this.socket.write(w.take());
-            await this.socket.write(chunk);
+            await this.send(w.take());
+            await this.send(chunk);
             continue;
           }
           encodeFrontend(w, { type: 'CopyData', data: chunk });
-          if (w.length >= 64 * 1024) await this.socket.write(w.take());
+          if (w.length >= 64 * 1024) await this.send(w.take());
         }
       } catch (e) {
         w.take();
         encodeFrontend(w, { type: 'CopyFail', message: `COPY source failed: ${(e as Error).message}` });
-        await this.socket.write(w.take());
+        await this.send(w.take());
         await this.drainToReady(null).catch(() => {});
         throw e;
       }
       encodeFrontend(w, { type: 'CopyDone' });
-      await this.socket.write(w.take());
+      await this.send(w.take());
       let tag = '';
       let error: ServerError | null = null;
       for (;;) {
@@ -425,7 +450,7 @@ export class Connection {
     this.closed = true;
     try {
       encodeFrontend(this.writer, { type: 'Terminate' });
-      await this.socket.write(this.writer.take());
+      await this.send(this.writer.take());
     } catch {
       // The peer may already be gone; closing is still the right outcome.
     }
