@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { runProbe } from './commands/probe.ts';
+import { runServe, SERVE_USAGE } from './commands/serve.ts';
 
 const USAGE = `usage: pgconn <command> [options]
 
 commands:
   probe [--json] [--runtime node] [conninfo|URI]   connect and show the negotiation step by step
+  serve [--port 5432] [--tls-dir DIR] [--auth …]   a small PostgreSQL look-alike (pgconn serve --help)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -12,6 +14,16 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'probe':
       return runProbe(rest);
+    case 'serve': {
+      if (rest.includes('-h') || rest.includes('--help')) {
+        process.stdout.write(`${SERVE_USAGE}\n`);
+        return 0;
+      }
+      const code = await runServe(rest);
+      // Everything is closed by now; should a straggling handle keep the loop alive, do not hang.
+      setTimeout(() => process.exit(code), 3000).unref();
+      return code;
+    }
     case '-h':
     case '--help':
       process.stdout.write(USAGE);

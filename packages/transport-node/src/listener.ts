@@ -53,6 +53,10 @@ export class NodeListener implements Listener {
     this.closed = true;
     for (const w of this.waiters.splice(0)) w(null);
     for (const s of this.pending.splice(0)) s.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    // net.Server's close callback waits until every accepted connection has ended, but those belong
+    // to their owners (who may end them only after this resolves): the listening socket itself is
+    // closed at once, so resolve now.
+    this.server.close();
+    return Promise.resolve();
   }
 }

@@ -17,6 +17,20 @@ import { tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts
 /** Above this many queued bytes the socket is paused until the consumer reads. */
 const HIGH_WATER = 1024 * 1024;
 
+/**
+ * Node sets `authorized` on a server-side socket only inside tls.Server (onServerSocketSecure); a
+ * TLSSocket wrapped around an accepted net.Socket never gets it, so a verified client certificate
+ * would read as unverified. Read the handle's verify result the way tls.Server does.
+ */
+function clientCertVerdict(s: tls.TLSSocket): void {
+  const handle = (s as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })
+    ._handle;
+  if (s.authorized || typeof handle?.verifyError !== 'function') return;
+  const error = handle.verifyError();
+  if (error) s.authorizationError = (error.code ?? error.message) as unknown as Error;
+  else if (s.getPeerCertificate()?.raw) s.authorized = true;
+}
+
 export class NodeSocket implements TransportSocket, ServerTransportSocket {
   private sock: Socket;
   private queue: Uint8Array[] = [];
@@ -149,6 +163,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
       };
       const onSecure = () => {
         secure.off('error', onError);
+        if (ready === 'secure') clientCertVerdict(secure);
         resolve(tlsInfoOf(secure));
       };
       secure.once(ready, onSecure);

@@ -339,6 +339,9 @@ export class ClientHandshake {
         case 'tlsFailed':
           if (this.state !== 'SSL_HANDSHAKE')
             throw new ProtocolError(`unexpected TLS failure in state ${this.state}`);
+          // The transport cannot do what the TLS options ask (e.g. CRLs on a runtime without them):
+          // keep the typed error and stop, rather than report a handshake failure and fall back.
+          if (event.error instanceof UnsupportedError) return this.fail(event.error);
           return this.connectionFailed(this.sslError(event.error));
         case 'tlsEstablished':
           if (this.state !== 'SSL_HANDSHAKE')
