@@ -1,1 +1,11 @@
-export {};
+export { connect, type DenoConnectOptions, resolveDenoOptions } from './connect.ts';
+export { DenoListener } from './listener.ts';
+export { DenoSocket } from './socket.ts';
+export {
+  CLIENT_CERT_UNVERIFIED,
+  serverTlsInfo,
+  tlsConnectOptions,
+  tlsInfoOf,
+  tlsServerOptions,
+} from './tls-options.ts';
+export { DenoTransport, denoTransport } from './transport.ts';

@@ -48,6 +48,7 @@ import {
   type PgConnError,
   ProtocolError,
   TlsError,
+  UnsupportedError,
 } from '../errors.ts';
 import {
   type AuthPlan,
@@ -341,8 +342,10 @@ export class ServerHandshake {
     if (this.state !== 'DIRECT_TLS' && this.state !== 'TLS_HANDSHAKE') {
       return this.close('protocol-violation', `unexpected TLS failure in state ${this.state}`);
     }
-    // secure_open_server failed; OpenSSL has sent its alert, PostgreSQL sends nothing more.
-    return this.close('tls-failed', `could not accept SSL connection: ${error.message}`);
+    // secure_open_server failed; OpenSSL has sent its alert, PostgreSQL sends nothing more. A
+    // transport that lacks what the TLS options ask for keeps its typed error for the application.
+    const typed = error instanceof UnsupportedError ? error : undefined;
+    return this.close('tls-failed', `could not accept SSL connection: ${error.message}`, typed);
   }
 
   private async onTlsEstablished(info: ServerTlsInfo): Promise<ServerAction[]> {

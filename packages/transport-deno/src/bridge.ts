@@ -1,0 +1,77 @@
+/**
+ * A node:stream Duplex over a native Deno.Conn, so that Deno's node:tls can run TLS (client or
+ * server) on a connection that `Deno.connect` or `Deno.listen` opened. The Conn is consumed: from
+ * here on only the Duplex reads and writes it, and destroying the Duplex closes it.
+ *
+ * Reads are pulled: the Conn is read only while the TLS layer wants more ciphertext (backpressure
+ * through `push()`'s return value), each time into a fresh buffer, because node:tls may keep the
+ * chunk queued after `push()`.
+ */
+import { Duplex } from 'node:stream';
+import { writeAll } from './io.ts';
+
+const READ_SIZE = 64 * 1024;
+
+/**
+ * `pending`: bytes already read from the Conn that belong to the TLS stream (the ClientHello of a
+ * direct TLS connection, read to see its first byte); they are delivered before anything else.
+ */
+export function connDuplex(conn: Deno.Conn, pending?: Uint8Array): Duplex {
+  let head: Uint8Array | null = pending && pending.length > 0 ? pending : null;
+  let pumping = false;
+
+  const duplex: Duplex = new Duplex({
+    read() {
+      if (head) {
+        const h = head;
+        head = null;
+        if (!this.push(h)) return;
+      }
+      if (pumping) return;
+      pumping = true;
+      void pump();
+    },
+    write(chunk: Uint8Array, _encoding, callback) {
+      writeAll(conn, chunk).then(
+        () => callback(),
+        (e: Error) => callback(e),
+      );
+    },
+    final(callback) {
+      // After TLS wrote close_notify: half-close (FIN), and keep reading the peer's reply.
+      conn.closeWrite().then(
+        () => callback(),
+        () => callback(),
+      );
+    },
+    destroy(error, callback) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      callback(error);
+    },
+  });
+
+  async function pump(): Promise<void> {
+    try {
+      for (;;) {
+        const buf = new Uint8Array(READ_SIZE);
+        const n = await conn.read(buf);
+        if (duplex.destroyed) return;
+        if (n === null) {
+          duplex.push(null);
+          return;
+        }
+        if (!duplex.push(buf.subarray(0, n))) return; // resumes on the next read()
+      }
+    } catch (e) {
+      if (!duplex.destroyed) duplex.destroy(e as Error);
+    } finally {
+      pumping = false;
+    }
+  }
+
+  return duplex;
+}

@@ -1,0 +1,277 @@
+/**
+ * One connection behind the TransportSocket contract. Plaintext (TCP or Unix) goes straight through
+ * the native Deno.Conn: `read()` is a `conn.read()` (pull-based, nothing is read ahead, so no byte
+ * can be buffered behind an SSLRequest reply without the core seeing it), `write()` loops over
+ * partial writes. `startTls` / `startServerTls` hand the Conn to Deno's node:tls through a Duplex
+ * (bridge.ts); from then on reads come from the TLS socket's 'data' events, paused when the consumer
+ * falls behind.
+ */
+import type * as tls from 'node:tls';
+import { TLSSocket, connect as tlsConnect } from 'node:tls';
+import type {
+  ServerTransportSocket,
+  TlsClientOptions,
+  TlsInfo,
+  TlsServerOptions,
+  TransportSocket,
+} from '@pgconn/core';
+import { connDuplex } from './bridge.ts';
+import { abortError, osError, tlsError } from './errors.ts';
+import { writeAll } from './io.ts';
+import { serverTlsInfo, tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts';
+
+/** Bytes asked of each native read (the core wants at least 8 KiB). */
+const READ_SIZE = 64 * 1024;
+/** A native read this small is copied out, and its buffer reused for the next read. */
+const COPY_BELOW = 16 * 1024;
+/** Above this many queued TLS bytes the TLS socket is paused until the consumer reads. */
+const HIGH_WATER = 1024 * 1024;
+/** How long close() waits for the peer's answer to close_notify / FIN before cutting. */
+const CLOSE_GRACE_MS = 2000;
+
+const isAddr = (a: Deno.Addr): a is Deno.NetAddr => a.transport === 'tcp';
+
+/** Pull-based reads over a node:tls socket's 'data' events. */
+class TlsReader {
+  private queue: Uint8Array[] = [];
+  private head = 0;
+  private queued = 0;
+  private ended = false;
+  private error: Error | null = null;
+  private waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
+
+  constructor(readonly sock: tls.TLSSocket) {
+    sock.on('data', (chunk: Uint8Array) => this.push(chunk));
+    sock.on('end', () => this.finish(null));
+    sock.on('error', (e: Error) => this.finish(tlsError(e)));
+    sock.on('close', () => this.finish(null));
+  }
+
+  private push(chunk: Uint8Array): void {
+    // Deno hands out a fresh Buffer per 'data' event: the view is kept without copying.
+    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve(view);
+      return;
+    }
+    this.queue.push(view);
+    this.queued += view.length;
+    if (this.queued > HIGH_WATER) this.sock.pause();
+  }
+
+  private finish(error: Error | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    const w = this.waiter;
+    this.waiter = null;
+    if (w) error ? w.reject(error) : w.resolve(null);
+  }
+
+  read(): Promise<Uint8Array | null> {
+    if (this.head < this.queue.length) {
+      const c = this.queue[this.head++]!;
+      this.queued -= c.length;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      }
+      if (this.queued <= HIGH_WATER / 2 && this.sock.isPaused()) this.sock.resume();
+      return Promise.resolve(c);
+    }
+    if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve(null);
+    if (this.waiter) return Promise.reject(new Error('read() already pending'));
+    if (this.sock.isPaused()) this.sock.resume();
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    const s = this.sock;
+    if (this.error) return Promise.reject(this.error);
+    if (s.destroyed) return Promise.reject(new Error('socket is closed'));
+    if (s.write(bytes)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (e?: Error) => {
+        s.off('drain', onDrain);
+        s.off('close', onClose);
+        e ? reject(e) : resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(this.error ?? new Error('socket closed while writing'));
+      s.once('drain', onDrain);
+      s.once('close', onClose);
+    });
+  }
+
+  close(): Promise<void> {
+    const s = this.sock;
+    if (s.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => s.destroy(), CLOSE_GRACE_MS);
+      s.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      // end() sends close_notify, then the bridge half-closes (FIN); the peer's reply data is dropped.
+      s.end();
+      s.resume();
+    });
+  }
+}
+
+/** Waits for the handshake of a fresh TLS socket; destroys it on failure or abort. */
+function handshake(s: tls.TLSSocket, ready: 'secureConnect' | 'secure', signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      s.off(ready, onReady);
+      s.off('error', onError);
+      s.off('close', onClose);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onReady = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      s.destroy();
+      reject(tlsError(e));
+    };
+    const onClose = () => onError(new Error('SSL SYSCALL error: EOF detected'));
+    const onAbort = () => onError(abortError());
+    if (signal?.aborted) return onAbort();
+    s.once(ready, onReady);
+    s.once('error', onError);
+    s.once('close', onClose);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export class DenoSocket implements TransportSocket, ServerTransportSocket {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  private readonly conn: Deno.Conn;
+  private tls: TlsReader | null = null;
+  private reading = false;
+  private closed = false;
+  /** A read buffer whose bytes were copied out, reused by the next read. */
+  private spare: Uint8Array | null = null;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+    const remote = conn.remoteAddr;
+    this.remoteAddress = isAddr(remote) ? remote.hostname : '';
+    this.remotePort = isAddr(remote) ? remote.port : 0;
+  }
+
+  /** The TLS socket once TLS is active (for diagnostics). */
+  get tlsSocket(): tls.TLSSocket | null {
+    return this.tls?.sock ?? null;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.tls) return this.tls.read();
+    if (this.reading) throw new Error('read() already pending');
+    if (this.closed) return null;
+    this.reading = true;
+    const buf = this.spare ?? new Uint8Array(READ_SIZE);
+    this.spare = null;
+    try {
+      const n = await this.conn.read(buf);
+      if (n === null) return null;
+      if (n < COPY_BELOW) {
+        // Small chunk: hand out a right-sized copy, so a view kept by the core does not pin 64 KiB.
+        this.spare = buf;
+        return buf.slice(0, n);
+      }
+      return buf.subarray(0, n);
+    } catch (e) {
+      if (this.closed) return null; // closed while the read was pending
+      throw osError(e);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.tls) return this.tls.write(bytes);
+    if (this.closed) return Promise.reject(new Error('socket is closed'));
+    // Serialised: two interleaved partial-write loops would mix their bytes.
+    const next = this.writing
+      .then(() => writeAll(this.conn, bytes))
+      .catch((e) => {
+        throw osError(e);
+      });
+    this.writing = next.catch(() => {});
+    return next;
+  }
+
+  startTls(options: TlsClientOptions): Promise<TlsInfo> {
+    return this.upgradeClient(options);
+  }
+
+  /** Client STARTTLS (after 'S'), also used for direct TLS on a fresh connection. */
+  async upgradeClient(options: TlsClientOptions, signal?: AbortSignal): Promise<TlsInfo> {
+    this.beforeTls('startTls');
+    const opts = tlsConnectOptions(options); // UnsupportedError before anything is sent
+    const s = tlsConnect({ ...opts, socket: connDuplex(this.conn) });
+    await this.settle(handshake(s, 'secureConnect', signal));
+    this.tls = new TlsReader(s);
+    return tlsInfoOf(s);
+  }
+
+  async startServerTls(options: TlsServerOptions, pending?: Uint8Array): Promise<TlsInfo> {
+    this.beforeTls('startServerTls');
+    const s = new TLSSocket(connDuplex(this.conn, pending), { isServer: true, ...tlsServerOptions(options) });
+    await this.settle(handshake(s, 'secure'));
+    this.tls = new TlsReader(s);
+    return serverTlsInfo(s);
+  }
+
+  /** A failed handshake destroyed the TLS socket, and with it the Conn. */
+  private async settle(done: Promise<void>): Promise<void> {
+    try {
+      await done;
+    } catch (e) {
+      this.closed = true;
+      throw e;
+    }
+  }
+
+  private beforeTls(what: string): void {
+    if (this.tls) throw new Error(`${what}(): TLS is already active`);
+    if (this.reading) throw new Error(`${what}() while a read is pending`);
+    if (this.closed) throw new Error(`${what}(): socket is closed`);
+  }
+
+  async close(): Promise<void> {
+    if (this.tls) return this.tls.close();
+    if (this.closed) return;
+    this.closed = true;
+    await this.writing;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+
+  destroy(): void {
+    if (this.tls) {
+      this.tls.sock.destroy();
+      return;
+    }
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The capability decisions of the Deno transport that need no Deno to check (this file runs on Node):
+ * what tlsConnectOptions refuses with an UnsupportedError, what it passes to node:tls, what the
+ * server side reports for a client certificate, and that the core keeps a transport's
+ * UnsupportedError typed instead of turning it into a TLS failure that sslmode=prefer would retry in
+ * plaintext.
+ */
+import { ClientHandshake, type TlsClientOptions, UnsupportedError } from '@pgconn/core';
+import { describe, expect, it } from 'vitest';
+import { CLIENT_CERT_UNVERIFIED, serverTlsInfo, tlsConnectOptions } from '../src/tls-options.ts';
+
+const base: TlsClientOptions = { alpnProtocols: ['postgresql'], servername: 'db.example' };
+
+describe('tlsConnectOptions', () => {
+  it('maps the core options onto node:tls without any verification decision of its own', () => {
+    const o = tlsConnectOptions({ ...base, ca: ['CA'], minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' });
+    expect(o).toMatchObject({
+      ALPNProtocols: ['postgresql'],
+      servername: 'db.example',
+      ca: ['CA'],
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.3',
+    });
+    expect(o.checkServerIdentity?.('x', {} as never)).toBeUndefined();
+  });
+
+  it('refuses CRLs (Deno ignores them: a revoked certificate would verify)', () => {
+    expect(() => tlsConnectOptions({ ...base, crl: ['-----BEGIN X509 CRL-----'] })).toThrow(UnsupportedError);
+    expect(() => tlsConnectOptions({ ...base, crl: ['x'] })).toThrow(/certificate revocation lists/);
+  });
+
+  it('refuses a maximum below TLSv1.2, and drops a minimum below it (1.2 is stricter)', () => {
+    expect(() => tlsConnectOptions({ ...base, maxVersion: 'TLSv1.1' })).toThrow(UnsupportedError);
+    const o = tlsConnectOptions({ ...base, minVersion: 'TLSv1' });
+    expect(o.minVersion).toBeUndefined();
+  });
+});
+
+describe('serverTlsInfo', () => {
+  it('never reports a client certificate as verified, and says why', () => {
+    const raw = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x01]);
+    const fake = {
+      authorized: true, // whatever Deno claims: it verifies nothing on the server side
+      alpnProtocol: 'postgresql',
+      getPeerCertificate: () => ({ raw }),
+      getProtocol: () => 'TLSv1.3',
+      getCipher: () => ({ name: 'TLS_AES_128_GCM_SHA256', standardName: 'TLS_AES_128_GCM_SHA256' }),
+    };
+    const info = serverTlsInfo(fake as never);
+    expect(info).toMatchObject({
+      authorized: false,
+      authorizationError: CLIENT_CERT_UNVERIFIED,
+      alpnProtocol: 'postgresql',
+      protocol: 'TLSv1.3',
+    });
+    expect([...info.peerCertificate!]).toEqual([...raw]);
+  });
+});
+
+describe('core: an UnsupportedError from startTls', () => {
+  it('ends the attempt with that error (no TlsError, no plaintext retry under sslmode=prefer)', async () => {
+    const hs = new ClientHandshake({ host: 'localhost', user: 'alice', database: 'db', sslmode: 'prefer' });
+    hs.start();
+    await hs.handle({ type: 'connected' });
+    const upgrade = await hs.handle({ type: 'data', bytes: Uint8Array.of(0x53) });
+    expect(upgrade[0]?.type).toBe('startTls');
+    const error = new UnsupportedError('certificate revocation lists are not supported');
+    const actions = await hs.handle({ type: 'tlsFailed', error });
+    expect(actions).toEqual([{ type: 'fail', error }]);
+  });
+});
