@@ -3,6 +3,7 @@ export { DenoListener } from './listener.ts';
 export { DenoSocket } from './socket.ts';
 export {
   CLIENT_CERT_UNVERIFIED,
+  SERVER_CLIENT_CERT_UNSUPPORTED,
   serverTlsInfo,
   tlsConnectOptions,
   tlsInfoOf,

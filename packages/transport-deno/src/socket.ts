@@ -227,7 +227,9 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
 
   async startServerTls(options: TlsServerOptions, pending?: Uint8Array): Promise<TlsInfo> {
     this.beforeTls('startServerTls');
-    const s = new TLSSocket(connDuplex(this.conn, pending), { isServer: true, ...tlsServerOptions(options) });
+    // UnsupportedError (client certificates requested) before the Conn is handed to the bridge.
+    const opts = tlsServerOptions(options);
+    const s = new TLSSocket(connDuplex(this.conn, pending), { isServer: true, ...opts });
     await this.settle(handshake(s, 'secure'));
     this.tls = new TlsReader(s);
     return serverTlsInfo(s);

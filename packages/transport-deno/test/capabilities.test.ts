@@ -1,13 +1,21 @@
 /**
  * The capability decisions of the Deno transport that need no Deno to check (this file runs on Node):
- * what tlsConnectOptions refuses with an UnsupportedError, what it passes to node:tls, what the
- * server side reports for a client certificate, and that the core keeps a transport's
+ * what tlsConnectOptions and tlsServerOptions refuse with an UnsupportedError, what they pass to
+ * node:tls (keys decrypted here: a wrong passphrase fails), what the server side reports for a client
+ * certificate, and that the core keeps a transport's
  * UnsupportedError typed instead of turning it into a TLS failure that sslmode=prefer would retry in
  * plaintext.
  */
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { ClientHandshake, type TlsClientOptions, UnsupportedError } from '@pgconn/core';
 import { describe, expect, it } from 'vitest';
-import { CLIENT_CERT_UNVERIFIED, serverTlsInfo, tlsConnectOptions } from '../src/tls-options.ts';
+import {
+  CLIENT_CERT_UNVERIFIED,
+  SERVER_CLIENT_CERT_UNSUPPORTED,
+  serverTlsInfo,
+  tlsConnectOptions,
+  tlsServerOptions,
+} from '../src/tls-options.ts';
 
 const base: TlsClientOptions = { alpnProtocols: ['postgresql'], servername: 'db.example' };
 
@@ -34,6 +42,63 @@ describe('tlsConnectOptions', () => {
     expect(() => tlsConnectOptions({ ...base, maxVersion: 'TLSv1.1' })).toThrow(UnsupportedError);
     const o = tlsConnectOptions({ ...base, minVersion: 'TLSv1' });
     expect(o.minVersion).toBeUndefined();
+  });
+});
+
+describe('private keys', () => {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const encrypted = privateKey.export({
+    type: 'pkcs8',
+    format: 'pem',
+    cipher: 'aes-128-cbc',
+    passphrase: 'right',
+  }) as string;
+  const encryptedDer = privateKey.export({
+    type: 'pkcs8',
+    format: 'der',
+    cipher: 'aes-128-cbc',
+    passphrase: 'right',
+  });
+
+  it('hands an encrypted key to node:tls decrypted (unencrypted PKCS#8 PEM, no passphrase)', () => {
+    for (const key of [encrypted, new Uint8Array(encryptedDer)]) {
+      const o = tlsConnectOptions({ ...base, key, passphrase: 'right' });
+      expect(o.passphrase).toBeUndefined();
+      expect(String(o.key)).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+      const pkcs8 = (k: string) =>
+        createPrivateKey(k).export({ type: 'pkcs8', format: 'der' }).toString('hex');
+      expect(pkcs8(String(o.key))).toBe(pkcs8(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string));
+    }
+  });
+
+  it('fails with OpenSSL\'s "bad decrypt" for a wrong or missing passphrase (libpq: SSL error: bad decrypt)', () => {
+    for (const key of [encrypted, new Uint8Array(encryptedDer)]) {
+      for (const passphrase of ['wrong', undefined]) {
+        let error: unknown;
+        try {
+          tlsConnectOptions({ ...base, key, ...(passphrase === undefined ? {} : { passphrase }) });
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toMatchObject({ reason: 'bad decrypt' });
+      }
+    }
+  });
+});
+
+describe('tlsServerOptions', () => {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+
+  it("refuses to request or verify client certificates (Deno's server verifies none)", () => {
+    for (const extra of [{ ca: ['CA'] }, { requestCert: true }]) {
+      expect(() => tlsServerOptions({ cert: 'x', key, alpnProtocols: ['postgresql'], ...extra })).toThrow(
+        new UnsupportedError(SERVER_CLIENT_CERT_UNSUPPORTED),
+      );
+    }
+    expect(() => tlsServerOptions({ cert: 'x', key, alpnProtocols: [], crl: ['x'] })).toThrow(
+      UnsupportedError,
+    );
   });
 });
 

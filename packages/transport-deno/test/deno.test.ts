@@ -42,6 +42,10 @@ const EXPECTED: Record<string, Expected> = {
   'pg15 SCRAM-SHA-256 (plaintext)': 'PASS',
   'pg15 client certificate, encrypted PEM key (sslpassword)': 'PASS',
   'pg15 client certificate, DER key': 'PASS',
+  'pg15 client certificate, encrypted DER key (sslpassword)': 'PASS',
+  'pg15 client certificate, wrong sslpassword': 'PASS',
+  'pg15 client certificate, encrypted DER key with a wrong sslpassword': 'PASS',
+  'pg15 client certificate, key of another certificate': 'PASS',
   'pg15 cert auth without a certificate': 'PASS',
   'pg15 sslmode=prefer falls back to plaintext (hostnossl)': 'PASS',
   'pg15 sslrootcert=system (test CA not in the system store)': 'PASS',
@@ -62,7 +66,8 @@ const EXPECTED: Record<string, Expected> = {
   'deno server, direct TLS (ALPN postgresql)': 'PASS',
   'deno server, plaintext SCRAM-SHA-256': 'PASS',
   'deno server, client certificate authentication': {
-    unsupported: /Deno's node:tls server does not verify client certificate chains/,
+    unsupported:
+      /UnsupportedError: client certificate verification on the server side is not supported on Deno: its node:tls server does not verify client certificate chains/,
   },
 };
 
@@ -112,6 +117,7 @@ beforeAll(async () => {
         encryptedKey: certs.clientKeys.encryptedPem.path,
         passphrase: CLIENT_KEY_PASSPHRASE,
         derKey: certs.clientKeys.der,
+        encryptedDerKey: certs.clientKeys.encryptedDer.path,
       },
       wrongCaClient: { cert: certs.client.wrongCa.cert, key: certs.client.wrongCa.key },
       revokedClient: { cert: certs.client.revoked.cert, key: certs.client.revoked.key },

@@ -457,6 +457,21 @@ const clientCertChecks: Check[] = [
     },
   },
   {
+    id: 'client certificate: key of another certificate',
+    run: async (ctx) => {
+      const { clientCert, clientRevokedKey } = ctx.env.certs;
+      const a = await attempt(ctx, {
+        ...at(ctx.env.pg15),
+        user: 'ssltestuser',
+        ...verifyFull(ctx),
+        sslcert: clientCert,
+        sslkey: clientRevokedKey,
+      });
+      // libpq checks the pair before the handshake (SSL_CTX_check_private_key).
+      return expectError(a, 'tls', 'SSL error: key values mismatch');
+    },
+  },
+  {
     id: 'client certificate: none sent to a cert-auth user',
     run: async (ctx) =>
       expectError(
