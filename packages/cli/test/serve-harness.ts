@@ -45,6 +45,8 @@ export function run(
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // EPIPE when the program exits before reading its input is expected; its exit status tells.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }

@@ -300,6 +300,9 @@ function run(
         else resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout, stderr });
       },
     );
+    // A child that exits before reading its input (psql refusing a login) closes the pipe: EPIPE on
+    // our side is expected then, and the exit status already tells the story.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(opts.input ?? '');
   });
 }
