@@ -81,7 +81,7 @@ const missing = (e: unknown): boolean => {
 
 export class BunTransport implements Transport {
   readonly runtime = 'bun';
-  readonly uid = process.getuid?.() ?? -1;
+  readonly uid: number = process.getuid?.() ?? -1;
 
   async connect(endpoint: Endpoint, options?: ConnectOptions): Promise<TransportSocket> {
     const s = new BunSocket();

@@ -55,7 +55,7 @@ function tune(sock: net.Socket, o: ConnectOptions | undefined): void {
 
 export class NodeTransport implements Transport {
   readonly runtime = 'node';
-  readonly uid = process.getuid?.() ?? -1;
+  readonly uid: number = process.getuid?.() ?? -1;
 
   async connect(endpoint: Endpoint, options?: ConnectOptions): Promise<TransportSocket> {
     const sock =
