@@ -1,4 +1,5 @@
 export * from './auth/index.ts';
+export { ChunkQueue, type FlowControl } from './chunk-queue.ts';
 export {
   type ConnectOptions as ClientConnectOptions,
   type ConnectStep,

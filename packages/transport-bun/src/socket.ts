@@ -15,12 +15,13 @@
  */
 import { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
-import type {
-  ServerTransportSocket,
-  TlsClientOptions,
-  TlsInfo,
-  TlsServerOptions,
-  TransportSocket,
+import {
+  ChunkQueue,
+  type ServerTransportSocket,
+  type TlsClientOptions,
+  type TlsInfo,
+  type TlsServerOptions,
+  type TransportSocket,
 } from '@pgconn/core';
 import {
   isHandshakeFailure,
@@ -58,13 +59,11 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
   private secure: tls.TLSSocket | null = null;
   private duplex: Duplex | null = null;
 
-  private queue: Uint8Array[] = [];
-  private head = 0;
-  private queued = 0;
-  private paused = false;
-  private ended = false;
-  private error: Error | null = null;
-  private waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
+  /** Received chunks until read(); pauses whichever source is active (native or node:tls). */
+  private readonly chunks = new ChunkQueue(
+    { pause: () => this.pauseSource(), resume: () => this.resumeSource() },
+    HIGH_WATER,
+  );
 
   private writes: PendingWrite[] = [];
   private closed = false;
@@ -191,19 +190,7 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
   /* ----------------------------------------------------------------------------------------------- */
 
   private push(chunk: Uint8Array): void {
-    if (this.ended) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.resolve(chunk);
-      return;
-    }
-    this.queue.push(chunk);
-    this.queued += chunk.length;
-    if (this.queued > HIGH_WATER && !this.paused) {
-      this.paused = true;
-      this.pauseSource();
-    }
+    this.chunks.push(chunk);
   }
 
   private pauseSource(): void {
@@ -217,37 +204,19 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
   }
 
   private finish(error: Error | null): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.error = error;
-    const w = this.waiter;
-    this.waiter = null;
-    if (w) error ? w.reject(error) : w.resolve(null);
+    this.chunks.end(error);
+  }
+
+  private get ended(): boolean {
+    return this.chunks.ended;
+  }
+
+  private get error(): Error | null {
+    return this.chunks.failure;
   }
 
   read(): Promise<Uint8Array | null> {
-    if (this.head < this.queue.length) {
-      const c = this.queue[this.head++]!;
-      this.queued -= c.length;
-      if (this.head === this.queue.length) {
-        this.queue = [];
-        this.head = 0;
-      }
-      if (this.paused && this.queued <= HIGH_WATER / 2) {
-        this.paused = false;
-        this.resumeSource();
-      }
-      return Promise.resolve(c);
-    }
-    if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve(null);
-    if (this.waiter) return Promise.reject(new Error('read() already pending'));
-    if (this.paused) {
-      this.paused = false;
-      this.resumeSource();
-    }
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
+    return this.chunks.read();
   }
 
   /* ----------------------------------------------------------------------------------------------- */
@@ -318,14 +287,11 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
 
   /** Stops reading the plain socket so TLS can take it over; refuses if plaintext is still queued. */
   private releaseForTls(what: string, queuedError: string): void {
-    if (this.waiter) throw new Error(`${what}() while a read is pending`);
-    if (this.head < this.queue.length) throw new Error(queuedError);
+    if (this.chunks.pending) throw new Error(`${what}() while a read is pending`);
+    if (this.chunks.length > 0) throw new Error(queuedError);
     if (this.ended || this.closed || !this.native) throw this.error ?? disconnected();
     if (this.writes.length > 0) throw new Error(`${what}() while a write is pending`);
-    if (this.paused) {
-      this.paused = false;
-      this.native.resume();
-    }
+    this.chunks.unpause();
   }
 
   /** Upgrades with native upgradeTLS; from here on the raw handlers are muted. */
@@ -437,10 +403,7 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
       // end(): close_notify when TLS is active, then FIN. We do not wait for the peer's reply data.
       if (this.phase === 'node') this.secure?.end();
       else this.native?.end();
-      if (this.paused) {
-        this.paused = false;
-        this.resumeSource();
-      }
+      this.chunks.unpause();
     });
     return this.closing;
   }

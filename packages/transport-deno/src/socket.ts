@@ -8,12 +8,13 @@
  */
 import type * as tls from 'node:tls';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
-import type {
-  ServerTransportSocket,
-  TlsClientOptions,
-  TlsInfo,
-  TlsServerOptions,
-  TransportSocket,
+import {
+  ChunkQueue,
+  type ServerTransportSocket,
+  type TlsClientOptions,
+  type TlsInfo,
+  type TlsServerOptions,
+  type TransportSocket,
 } from '@pgconn/core';
 import { connDuplex } from './bridge.ts';
 import { abortError, osError, tlsError } from './errors.ts';
@@ -31,62 +32,27 @@ const CLOSE_GRACE_MS = 2000;
 
 const isAddr = (a: Deno.Addr): a is Deno.NetAddr => a.transport === 'tcp';
 
-/** Pull-based reads over a node:tls socket's 'data' events. */
+/** Pull-based reads over a node:tls socket's 'data' events (core's ChunkQueue does the queueing). */
 class TlsReader {
-  private queue: Uint8Array[] = [];
-  private head = 0;
-  private queued = 0;
-  private ended = false;
-  private error: Error | null = null;
-  private waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
+  private readonly chunks: ChunkQueue;
 
   constructor(readonly sock: tls.TLSSocket) {
-    sock.on('data', (chunk: Uint8Array) => this.push(chunk));
-    sock.on('end', () => this.finish(null));
-    sock.on('error', (e: Error) => this.finish(tlsError(e)));
-    sock.on('close', () => this.finish(null));
-  }
-
-  private push(chunk: Uint8Array): void {
+    this.chunks = new ChunkQueue({ pause: () => sock.pause(), resume: () => sock.resume() }, HIGH_WATER);
     // Deno hands out a fresh Buffer per 'data' event: the view is kept without copying.
-    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.resolve(view);
-      return;
-    }
-    this.queue.push(view);
-    this.queued += view.length;
-    if (this.queued > HIGH_WATER) this.sock.pause();
+    sock.on('data', (chunk: Uint8Array) =>
+      this.chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
+    );
+    sock.on('end', () => this.chunks.end(null));
+    sock.on('error', (e: Error) => this.chunks.end(tlsError(e)));
+    sock.on('close', () => this.chunks.end(null));
   }
 
-  private finish(error: Error | null): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.error = error;
-    const w = this.waiter;
-    this.waiter = null;
-    if (w) error ? w.reject(error) : w.resolve(null);
+  private get error(): Error | null {
+    return this.chunks.failure;
   }
 
   read(): Promise<Uint8Array | null> {
-    if (this.head < this.queue.length) {
-      const c = this.queue[this.head++]!;
-      this.queued -= c.length;
-      if (this.head === this.queue.length) {
-        this.queue = [];
-        this.head = 0;
-      }
-      if (this.queued <= HIGH_WATER / 2 && this.sock.isPaused()) this.sock.resume();
-      return Promise.resolve(c);
-    }
-    if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve(null);
-    if (this.waiter) return Promise.reject(new Error('read() already pending'));
-    if (this.sock.isPaused()) this.sock.resume();
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
+    return this.chunks.read();
   }
 
   write(bytes: Uint8Array): Promise<void> {
