@@ -25,7 +25,8 @@ function hook(): void {
   if (hooked) return;
   hooked = true;
   process.on('exit', killAllSync);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  // Not SIGHUP: a run started with nohup must survive its terminal (a handler would undo nohup).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
       killAllSync();
       process.exit(sig === 'SIGINT' ? 130 : 143);
