@@ -12,8 +12,12 @@ export interface FlowControl {
 
 const DEFAULT_HIGH_WATER = 1024 * 1024;
 
+/** Read slots dropped from the front of the array at once, when they are at least half of it. */
+const COMPACT_AT = 64;
+
 export class ChunkQueue {
-  private queue: Uint8Array[] = [];
+  /** Slots before `head` have been read and hold nothing, so a consumed chunk is garbage at once. */
+  private queue: (Uint8Array | undefined)[] = [];
   private head = 0;
   private queued = 0;
   private paused = false;
@@ -31,6 +35,14 @@ export class ChunkQueue {
   /** Chunks received and not yet read. */
   get length(): number {
     return this.queue.length - this.head;
+  }
+
+  /**
+   * Array slots in use, read ones included (for tests and diagnostics). Bounded by the unread chunks,
+   * not by the stream: a queue that never empties (a consumer just behind its source) still compacts.
+   */
+  get slots(): number {
+    return this.queue.length;
   }
 
   /** A read() is waiting for data. */
@@ -84,10 +96,14 @@ export class ChunkQueue {
 
   read(): Promise<Uint8Array | null> {
     if (this.head < this.queue.length) {
-      const c = this.queue[this.head++]!;
+      const c = this.queue[this.head]!;
+      this.queue[this.head++] = undefined;
       this.queued -= c.length;
       if (this.head === this.queue.length) {
         this.queue = [];
+        this.head = 0;
+      } else if (this.head >= COMPACT_AT && this.head * 2 >= this.queue.length) {
+        this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
       if (this.paused && this.queued <= this.highWater / 2) this.resumeFlow();

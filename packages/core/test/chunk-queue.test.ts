@@ -54,4 +54,19 @@ describe('ChunkQueue', () => {
     q.push(Uint8Array.of(2));
     expect(() => q.restart()).toThrow(/unread data/);
   });
+
+  it('keeps only unread chunks when it never empties (a consumer just behind its source)', async () => {
+    const q = new ChunkQueue(flow().control, 1 << 30);
+    q.push(new Uint8Array(1));
+    q.push(new Uint8Array(1));
+    let maxSlots = 0;
+    for (let i = 0; i < 10_000; i++) {
+      q.push(new Uint8Array(1));
+      await q.read();
+      maxSlots = Math.max(maxSlots, q.slots);
+    }
+    expect(q.length).toBe(2);
+    // Before the fix every chunk since the queue was last empty stayed referenced (10,002 slots).
+    expect(maxSlots).toBeLessThanOrEqual(130);
+  });
 });

@@ -5,12 +5,14 @@
  */
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import type {
-  ServerTransportSocket,
-  TlsClientOptions,
-  TlsInfo,
-  TlsServerOptions,
-  TransportSocket,
+import {
+  ChunkQueue,
+  type FlowControl,
+  type ServerTransportSocket,
+  type TlsClientOptions,
+  type TlsInfo,
+  type TlsServerOptions,
+  type TransportSocket,
 } from '@pgconn/core';
 import { tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts';
 
@@ -52,19 +54,17 @@ function serverContext(o: tls.TlsOptions): tls.SecureContext {
 
 export class NodeSocket implements TransportSocket, ServerTransportSocket {
   private sock: Socket;
-  private queue: Uint8Array[] = [];
-  private head = 0;
-  private queued = 0;
-  private ended = false;
-  private error: Error | null = null;
-  private waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
-  private readonly onData = (chunk: Buffer) => this.push(chunk);
-  private readonly onEnd = () => this.finish(null);
-  private readonly onError = (e: Error) => this.finish(e);
-  private readonly onClose = () => this.finish(null);
+  private readonly chunks: ChunkQueue;
+  private readonly onData = (chunk: Buffer) =>
+    // A Buffer is a Uint8Array; Node hands out a fresh one per event, so no copy is needed.
+    this.chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  private readonly onEnd = () => this.chunks.end(null);
+  private readonly onError = (e: Error) => this.chunks.end(e);
+  private readonly onClose = () => this.chunks.end(null);
 
   constructor(sock: Socket) {
     this.sock = sock;
+    this.chunks = new ChunkQueue(this.flowOf(sock), HIGH_WATER);
     this.attach();
   }
 
@@ -74,6 +74,10 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
 
   get remotePort(): number {
     return this.sock.remotePort ?? 0;
+  }
+
+  private flowOf(sock: Socket): FlowControl {
+    return { pause: () => sock.pause(), resume: () => sock.resume() };
   }
 
   private attach(): void {
@@ -90,50 +94,12 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
     this.sock.off('close', this.onClose);
   }
 
-  private push(chunk: Buffer): void {
-    // A Buffer is a Uint8Array; Node hands out a fresh one per event, so no copy is needed.
-    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.resolve(view);
-      return;
-    }
-    this.queue.push(view);
-    this.queued += view.length;
-    if (this.queued > HIGH_WATER) this.sock.pause();
-  }
-
-  private finish(error: Error | null): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.error = error;
-    const w = this.waiter;
-    this.waiter = null;
-    if (w) error ? w.reject(error) : w.resolve(null);
-  }
-
   read(): Promise<Uint8Array | null> {
-    if (this.head < this.queue.length) {
-      const c = this.queue[this.head++]!;
-      this.queued -= c.length;
-      if (this.head === this.queue.length) {
-        this.queue = [];
-        this.head = 0;
-      }
-      if (this.queued <= HIGH_WATER / 2 && this.sock.isPaused()) this.sock.resume();
-      return Promise.resolve(c);
-    }
-    if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve(null);
-    if (this.waiter) return Promise.reject(new Error('read() already pending'));
-    if (this.sock.isPaused()) this.sock.resume();
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
+    return this.chunks.read();
   }
 
   write(bytes: Uint8Array): Promise<void> {
-    if (this.error) return Promise.reject(this.error);
+    if (this.chunks.failure) return Promise.reject(this.chunks.failure);
     if (this.sock.destroyed) return Promise.reject(new Error('socket is closed'));
     if (this.sock.write(bytes)) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -143,7 +109,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
         e ? reject(e) : resolve();
       };
       const onDrain = () => done();
-      const onClose = () => done(this.error ?? new Error('socket closed while writing'));
+      const onClose = () => done(this.chunks.failure ?? new Error('socket closed while writing'));
       this.sock.once('drain', onDrain);
       this.sock.once('close', onClose);
     });
@@ -175,8 +141,8 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
 
   /** Stops reading the raw socket so TLS can take it over; refuses if plaintext is still queued. */
   private releaseForTls(what: string, queuedError: string): void {
-    if (this.waiter) throw new Error(`${what}() while a read is pending`);
-    if (this.head < this.queue.length) throw new Error(queuedError);
+    if (this.chunks.pending) throw new Error(`${what}() while a read is pending`);
+    if (this.chunks.length > 0) throw new Error(queuedError);
     this.detach();
   }
 
@@ -197,8 +163,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
       secure.once('error', onError);
     });
     this.sock = secure;
-    this.ended = false;
-    this.error = null;
+    this.chunks.restart(this.flowOf(secure));
     this.attach();
     return info;
   }
