@@ -16,7 +16,7 @@ import {
   type TlsServerOptions,
   type TransportSocket,
 } from '@pgconn/core';
-import { connDuplex } from './bridge.ts';
+import { type ConnBridge, connDuplex } from './bridge.ts';
 import { abortError, osError, tlsError } from './errors.ts';
 import { writeAll } from './io.ts';
 import { serverTlsInfo, tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts';
@@ -36,8 +36,24 @@ const isAddr = (a: Deno.Addr): a is Deno.NetAddr => a.transport === 'tcp';
 class TlsReader {
   private readonly chunks: ChunkQueue;
 
-  constructor(readonly sock: tls.TLSSocket) {
-    this.chunks = new ChunkQueue({ pause: () => sock.pause(), resume: () => sock.resume() }, HIGH_WATER);
+  constructor(
+    readonly sock: tls.TLSSocket,
+    bridge: ConnBridge,
+  ) {
+    // Pausing the TLSSocket alone does not stop Deno's node:tls from reading: hold the bridge too.
+    this.chunks = new ChunkQueue(
+      {
+        pause: () => {
+          sock.pause();
+          bridge.hold();
+        },
+        resume: () => {
+          bridge.release();
+          sock.resume();
+        },
+      },
+      HIGH_WATER,
+    );
     // Deno hands out a fresh Buffer per 'data' event: the view is kept without copying.
     sock.on('data', (chunk: Uint8Array) =>
       this.chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
@@ -82,8 +98,10 @@ class TlsReader {
         clearTimeout(timer);
         resolve();
       });
-      // end() sends close_notify, then the bridge half-closes (FIN); the peer's reply data is dropped.
+      // end() sends close_notify, then the bridge half-closes (FIN); the peer's reply data is dropped,
+      // but it must be read (a held bridge would never see the peer's FIN).
       s.end();
+      this.chunks.unpause();
       s.resume();
     });
   }
@@ -185,9 +203,10 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
   async upgradeClient(options: TlsClientOptions, signal?: AbortSignal): Promise<TlsInfo> {
     this.beforeTls('startTls');
     const opts = tlsConnectOptions(options); // UnsupportedError before anything is sent
-    const s = tlsConnect({ ...opts, socket: connDuplex(this.conn) });
+    const bridge = connDuplex(this.conn);
+    const s = tlsConnect({ ...opts, socket: bridge.duplex });
     await this.settle(handshake(s, 'secureConnect', signal));
-    this.tls = new TlsReader(s);
+    this.tls = new TlsReader(s, bridge);
     return tlsInfoOf(s);
   }
 
@@ -195,9 +214,10 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
     this.beforeTls('startServerTls');
     // UnsupportedError (client certificates requested) before the Conn is handed to the bridge.
     const opts = tlsServerOptions(options);
-    const s = new TLSSocket(connDuplex(this.conn, pending), { isServer: true, ...opts });
+    const bridge = connDuplex(this.conn, pending);
+    const s = new TLSSocket(bridge.duplex, { isServer: true, ...opts });
     await this.settle(handshake(s, 'secure'));
-    this.tls = new TlsReader(s);
+    this.tls = new TlsReader(s, bridge);
     return serverTlsInfo(s);
   }
 
