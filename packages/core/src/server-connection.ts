@@ -101,7 +101,10 @@ export async function acceptSession(
   };
 
   try {
-    let step = await run(hs.start());
+    // Every await is raced against the timeout: a TLS handshake that never completes (a ClientHello
+    // sent a byte at a time, a record that announces more than arrives) or a write to a peer that
+    // never reads must end at authentication_timeout too, not only a read.
+    let step = await race(run(hs.start()));
     while (!step.end) {
       let event = step.event;
       if (event === null) {
@@ -113,7 +116,7 @@ export async function acceptSession(
           event = { type: 'closed', error: e as Error };
         }
       }
-      step = await run(await race(hs.handle(event)));
+      step = await race(run(await race(hs.handle(event))));
     }
     return step.conn;
   } catch (e) {
