@@ -3,6 +3,7 @@
  * after ReadyForQuery. This module owns the connect_timeout timer (a web-standard setTimeout); the
  * state machine itself stays free of I/O and time.
  */
+
 import {
   type ClientAction,
   type ClientEvent,
@@ -11,6 +12,7 @@ import {
   type HandshakeResult,
   type HandshakeStep,
 } from './client/handshake.ts';
+import { setParameter } from './client/parameters.ts';
 import { type BackendMessage, decodeBackend, type RowDescriptionField } from './codec/backend.ts';
 import { BackendType } from './codec/constants.ts';
 import { decodeDataRowText } from './codec/datarow.ts';
@@ -241,7 +243,7 @@ export class Connection {
       if (textRows && frame.type === BackendType.DataRow)
         return { type: 'TextDataRow', fields: decodeDataRowText(frame.body) };
       const msg = decodeBackend(frame);
-      if (msg.type === 'ParameterStatus') this.parameters.set(msg.name, msg.value);
+      if (msg.type === 'ParameterStatus') setParameter(this.parameters, msg.name, msg.value);
       else if (msg.type === 'NoticeResponse') this.onNotice?.(msg.fields);
       else if (msg.type !== 'NotificationResponse') return msg;
     }
@@ -367,7 +369,7 @@ export class Connection {
         else if (m.type === 'ReadyForQuery') {
           this.transactionStatus = m.status;
           return tag;
-        } else if (m.type === 'ParameterStatus') this.parameters.set(m.name, m.value);
+        } else if (m.type === 'ParameterStatus') setParameter(this.parameters, m.name, m.value);
         else if (m.type === 'NoticeResponse') this.onNotice?.(m.fields);
       }
     } finally {

@@ -543,3 +543,102 @@ describe('direct TLS (§5)', () => {
     expect(sentStartup(o.received[0]!)).toBe(true);
   });
 });
+
+/* Hostile servers over a real socket (issue 8 §3): the message-level cases the in-memory fuzz feeds,
+   here through nodeTransport, each failing closed with a typed error and a closed socket. */
+describe('hostile server messages over a socket', () => {
+  const ascii = new TextDecoder();
+  const bytes = (s: string) => new TextEncoder().encode(s);
+
+  /** Trust: AuthenticationOk, then `messages`, then ReadyForQuery. */
+  const afterAuthOk =
+    (...messages: Parameters<typeof backend>) =>
+    async (peer: FakePeer) => {
+      await peer.readStartupPacket();
+      await peer.write(
+        backend({ type: 'AuthenticationOk' }, ...messages, { type: 'ReadyForQuery', status: 'I' }),
+      );
+      await peer.stall();
+    };
+
+  /** A SCRAM-SHA-256 exchange whose server-first-message is `serverFirst(clientNonce)`, then `final`. */
+  const scram = (serverFirst: (nonce: string) => string, final?: string) => async (peer: FakePeer) => {
+    await peer.readStartupPacket();
+    await peer.send({ type: 'AuthenticationSASL', mechanisms: ['SCRAM-SHA-256'] });
+    const first = ascii.decode((await peer.readMessage()).body);
+    const nonce = /r=([^,\0]+)/.exec(first)?.[1] ?? '';
+    await peer.send({ type: 'AuthenticationSASLContinue', data: bytes(serverFirst(nonce)) });
+    if (final === undefined) return void (await peer.stall());
+    await peer.readMessage(); // client-final-message (its proof cannot be checked: no verifier here)
+    await peer.send({ type: 'AuthenticationSASLFinal', data: bytes(final) });
+    await peer.stall();
+  };
+  const salt = btoa('0123456789abcdef');
+  const plain = config({ sslmode: 'disable' });
+
+  it('5,000 ParameterStatus updates of one name are fine; 5,000 distinct names fail closed', async () => {
+    const updates = Array.from({ length: 5000 }, (_, i) => ({
+      type: 'ParameterStatus' as const,
+      name: 'application_name',
+      value: `v${i}`,
+    }));
+    const ok = await run(afterAuthOk(...updates), plain, { expectSuccess: true });
+    expect(ok.error).toBeNull();
+    const distinct = updates.map((m, i) => ({ ...m, name: `p${i}` }));
+    const o = await run(afterAuthOk(...distinct), plain);
+    expect(o.error).toBeInstanceOf(ProtocolError);
+    expect(messageOf(o)).toContain('more than 1000 distinct run-time parameters');
+  });
+
+  it.each([3, 257])('BackendKeyData with a %i-byte cancel key fails closed', async (n) => {
+    // Written by hand: core's encoder refuses such a key.
+    const key = new Uint8Array(9 + n);
+    new DataView(key.buffer).setUint8(0, 0x4b);
+    new DataView(key.buffer).setInt32(1, 8 + n);
+    new DataView(key.buffer).setInt32(5, 42);
+    const o = await run(async (peer) => {
+      await peer.readStartupPacket();
+      await peer.write(backend({ type: 'AuthenticationOk' }));
+      await peer.write(key);
+      await peer.send({ type: 'ReadyForQuery', status: 'I' });
+      await peer.stall();
+    }, plain);
+    expect(o.error).toBeInstanceOf(ProtocolError);
+    expect(messageOf(o)).toMatch(/cancel key (with )?length/);
+  });
+
+  it('SCRAM: a nonce that does not extend the client nonce', async () => {
+    const o = await run(
+      scram(() => `r=someoneelsesnonce,s=${salt},i=4096`),
+      plain,
+    );
+    expect(o.error).toBeInstanceOf(AuthError);
+    expect(messageOf(o)).toContain('nonce mismatch');
+  });
+
+  it.each([
+    ['0', /invalid iteration count/],
+    ['999999999', /iteration count 999999999 exceeds the limit of 1000000/],
+    ['99999999999999999999', /exceeds the limit/],
+  ])('SCRAM: iteration count %s fails at once, before any key is derived', async (i, message) => {
+    const o = await run(
+      scram((nonce) => `r=${nonce}srv,s=${salt},i=${i}`),
+      plain,
+    );
+    expect(o.error).toBeInstanceOf(PgConnError);
+    expect(messageOf(o)).toMatch(message);
+    expect(o.ms).toBeLessThan(2000);
+  });
+
+  it('SCRAM: a wrong server signature fails, and AuthenticationOk is never waited for', async () => {
+    const wrong = `v=${btoa(String.fromCharCode(...new Uint8Array(32).fill(7)))}`;
+    const o = await run(
+      scram((nonce) => `r=${nonce}srv,s=${salt},i=4096`, wrong),
+      plain,
+    );
+    expect(o.error).toBeInstanceOf(AuthError);
+    expect(messageOf(o)).toContain('incorrect server signature');
+    // SCRAM never puts the password on the wire; the client-final proof is all it sent.
+    expect(includesBytes(o.received[0]!, PASSWORD)).toBe(false);
+  });
+});

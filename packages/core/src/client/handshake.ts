@@ -12,6 +12,7 @@
  * a failed TLS handshake or an ErrorResponse before authentication completes reconnects with the next
  * method; 'E' to SSLRequest and plaintext after 'S' fail at once, with no fallback.
  */
+
 import { tlsServerEndPointHash } from '../auth/channel-binding.ts';
 import { md5PasswordResponse } from '../auth/md5.ts';
 import { ScramClient } from '../auth/scram.ts';
@@ -32,6 +33,7 @@ import {
   UnsupportedError,
 } from '../errors.ts';
 import type { TlsClientOptions, TlsInfo, TlsVersion } from '../transport.ts';
+import { setParameter } from './parameters.ts';
 import { checkRequireAuth, checkSaslMechanism, REQUIRE_AUTH_ANY, type RequireAuth } from './require-auth.ts';
 import {
   allowedEncryptionMethods,
@@ -778,7 +780,7 @@ export class ClientHandshake {
   private onAuthOkMessage(msg: BackendMessage): ClientAction[] {
     switch (msg.type) {
       case 'ParameterStatus':
-        this.parameters.set(msg.name, msg.value);
+        setParameter(this.parameters, msg.name, msg.value);
         return [];
       case 'BackendKeyData':
         if (this.protocolVersion < PROTOCOL_3_2 && msg.secretKey.length !== 4) {
