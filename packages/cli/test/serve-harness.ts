@@ -4,7 +4,7 @@
  * and speaks raw bytes to a server.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +128,9 @@ export function serve(args: readonly string[]): Promise<Served> {
     });
   });
 }
+
+/** Open file descriptors of a server process (listening socket, stdio, one per session …). */
+export const openFds = (s: Served): number => readdirSync(`/proc/${s.child.pid}/fd`).length;
 
 /** Stops every server this file started (afterAll). */
 export async function stopAllServers(): Promise<void> {

@@ -7,12 +7,12 @@
  * `LOAD_FULL=1 npx vitest run --project pgconn test/serve-load.test.ts` (the fd limit here is 20,000;
  * client and server each need one descriptor per connection).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Connection } from '@pgconn/core';
 import { connect } from '@pgconn/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, type Served, serve, stopAllServers, tempDir } from './serve-harness.ts';
+import { eventually, openFds, type Served, serve, stopAllServers, tempDir } from './serve-harness.ts';
 
 const FULL = process.env.LOAD_FULL === '1';
 const IDLE = FULL ? 5000 : 1000;
@@ -34,7 +34,6 @@ afterAll(async () => {
   dir.remove();
 });
 
-const fds = (s: Served): number => readdirSync(`/proc/${s.child.pid}/fd`).length;
 const rssOf = (s: Served): number => {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${s.child.pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : Number.NaN;
@@ -71,12 +70,12 @@ async function openMany(
 
 describe(`pgconn serve under load (${FULL ? 'full' : 'CI'} sizes)`, () => {
   it(`holds ${IDLE} idle TLS sessions; memory per connection from the server's RSS`, async () => {
-    const baseFds = fds(trust);
+    const baseFds = openFds(trust);
     const baseSockets = sockets();
     // Warm the server (TLS context, code paths) before its baseline RSS is taken.
     const warm = await openMany(trust, 20, 20);
     await Promise.all(warm.conns.map((c) => c.close()));
-    await eventually(() => fds(trust) <= baseFds, 10_000);
+    await eventually(() => openFds(trust) <= baseFds, 10_000);
     const rss0 = rssOf(trust);
     const t0 = performance.now();
     const { conns, errors } = await openMany(trust, IDLE, 50);
@@ -84,7 +83,7 @@ describe(`pgconn serve under load (${FULL ? 'full' : 'CI'} sizes)`, () => {
     try {
       expect(errors.map((e) => e.message).slice(0, 3)).toEqual([]);
       expect(conns.length).toBe(IDLE);
-      await eventually(() => fds(trust) >= baseFds + IDLE, 10_000);
+      await eventually(() => openFds(trust) >= baseFds + IDLE, 10_000);
       await new Promise((r) => setTimeout(r, 500));
       const perConn = (rssOf(trust) - rss0) / IDLE;
       // Every session still answers after all are open.
@@ -100,13 +99,13 @@ describe(`pgconn serve under load (${FULL ? 'full' : 'CI'} sizes)`, () => {
     } finally {
       await Promise.all(conns.map((c) => c.close()));
     }
-    await eventually(() => fds(trust) <= baseFds, 15_000);
+    await eventually(() => openFds(trust) <= baseFds, 15_000);
     await eventually(() => sockets() <= baseSockets, 15_000);
     expect(trust.child.exitCode).toBeNull();
   }, 600_000);
 
   it(`completes ${CONCURRENT} concurrent TLS + SCRAM-SHA-256 handshakes with zero errors`, async () => {
-    const baseFds = fds(scram);
+    const baseFds = openFds(scram);
     const baseSockets = sockets();
     const t0 = performance.now();
     const { conns, errors } = await openMany(scram, CONCURRENT, CONCURRENT);
@@ -125,7 +124,7 @@ describe(`pgconn serve under load (${FULL ? 'full' : 'CI'} sizes)`, () => {
     } finally {
       await Promise.all(conns.map((c) => c.close()));
     }
-    await eventually(() => fds(scram) <= baseFds, 15_000);
+    await eventually(() => openFds(scram) <= baseFds, 15_000);
     await eventually(() => sockets() <= baseSockets, 15_000);
   }, 600_000);
 });
