@@ -162,6 +162,62 @@ describe('Framer', () => {
   });
 });
 
+describe('Framer: memory bounded by the bytes received, never by an announced length', () => {
+  /** What the framer holds on to: its buffer (a caller's chunk while parsing in place) and its spare. */
+  const held = (f: Framer): number => {
+    const inner = f as unknown as { buf: Uint8Array; spare: Uint8Array | null };
+    return inner.buf.byteLength + (inner.spare?.byteLength ?? 0);
+  };
+
+  it('random headers (lengths up to 2^31-1, within the limit or not) under random chunking', () => {
+    const header = fc
+      .tuple(
+        fc.integer({ min: 0, max: 255 }),
+        fc.oneof(fc.integer({ min: 0, max: 0x7fff_ffff }), fc.nat(70_000)),
+      )
+      .map(([type, len]) =>
+        Uint8Array.of(type, len >>> 24, (len >>> 16) & 0xff, (len >>> 8) & 0xff, len & 0xff),
+      );
+    const piece = fc.oneof(header, fc.uint8Array({ maxLength: 40_000 }));
+    fc.assert(
+      fc.property(
+        fc.array(piece, { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 1, max: 20_000 }),
+        fc.constantFrom(1 << 16, 0x3fff_ffff),
+        (pieces, step, maxMessageLength) => {
+          const f = new Framer({ maxMessageLength });
+          let received = 0;
+          let largestChunk = 0;
+          const all = Uint8Array.from(pieces.flatMap((p) => [...p]));
+          try {
+            for (let i = 0; i < all.length; i += step) {
+              const chunk = all.slice(i, i + step);
+              received += chunk.length;
+              largestChunk = Math.max(largestChunk, chunk.length);
+              f.push(chunk);
+              while (f.next() !== null) {}
+              // Own buffers grow by doubling from 16 KiB, up to what has arrived; in place, the
+              // framer holds the caller's chunk. Never the length a header announced.
+              expect(held(f)).toBeLessThanOrEqual(2 * Math.max(16 * 1024, 2 * received) + largestChunk);
+            }
+          } catch (e) {
+            expect(e).toBeInstanceOf(ProtocolError);
+          }
+        },
+      ),
+      fcParams(300),
+    );
+  });
+
+  it('a 1 GiB announced message allocates only as its bytes arrive', () => {
+    const f = new Framer();
+    f.push(Uint8Array.of(0x64, 0x3f, 0xff, 0xff, 0xff)); // CopyData of length 2^30 - 1
+    for (let i = 0; i < 8; i++) f.push(new Uint8Array(64 * 1024));
+    expect(f.next()).toBeNull();
+    expect(held(f)).toBeLessThanOrEqual(2 * (8 * 64 * 1024 + 5));
+  });
+});
+
 describe('Writer', () => {
   it('back-patches lengths and coalesces several messages into one buffer', () => {
     const w = new Writer(4);
