@@ -5,6 +5,7 @@
  *
  *   - pgconn's client → PostgreSQL 15, TLS + SCRAM-SHA-256 (channel_binding=disable);
  *   - pgconn's client → PostgreSQL 15, TLS + SCRAM-SHA-256-PLUS (channel_binding=require);
+ *   - pgconn's client → PostgreSQL 18, direct TLS (ALPN) + SCRAM-SHA-256-PLUS;
  *   - pgconn's client → `pgconn serve` (the built CLI), TLS + SCRAM;
  *   - psql → `pgconn serve`, on a coarse stride (the server side must survive and answer).
  *
@@ -168,6 +169,8 @@ async function campaign(
   run: Runner,
   typed = true,
   coarse = false,
+  /** Offsets of the first TLS record's legacy version bytes: after the SSLRequest and 'S', or at 1-2 with direct TLS. */
+  recordVersionAt: Record<FaultDirection, number[]> = { c2s: [9, 10], s2c: [2, 3] },
 ): Promise<Summary> {
   // L: one transparent run.
   const probe = await startFaultProxy({ targetPort: targetPortOf(target) });
@@ -212,8 +215,8 @@ async function campaign(
       summary.ok++;
       // Harmless only after the handshake (its last record may share a read with later bytes: a
       // 64-byte tail is allowed), or on the legacy record-version bytes of the first TLS record in
-      // each direction, which TLS does not protect (c2s 9-10 after the SSLRequest, s2c 2-3 after 'S').
-      const recordVersion = fault.direction === 'c2s' ? [9, 10] : [2, 3];
+      // each direction, which TLS does not protect (`recordVersionAt`).
+      const recordVersion = recordVersionAt[fault.direction];
       if (out.atDone) {
         if (fault.at >= handshake[fault.direction] - 64) summary.okTail++;
         else if (fault.kind === 'flip' && recordVersion.includes(fault.at)) summary.okRecordVersion++;
@@ -250,10 +253,12 @@ async function campaign(
 
 let certs: CertSet;
 let pg: PgServer;
+let pg18: PgServer;
 let serveChild: ChildProcess | null = null;
 let servePort = 0;
 let tlsDir = '';
-const targetPortOf = (target: string): number => (target.startsWith('pg') ? pg.port : servePort);
+const targetPortOf = (target: string): number =>
+  target.startsWith('pg18') ? pg18.port : target.startsWith('pg') ? pg.port : servePort;
 
 function startServe(): Promise<number> {
   tlsDir = mkdtempSync(join(tmpdir(), 'pgconn-faults-'));
@@ -278,7 +283,11 @@ function startServe(): Promise<number> {
 beforeAll(async () => {
   process.on('unhandledRejection', onUnhandled);
   certs = await createCertSet();
-  [pg, servePort] = await Promise.all([startTlsPostgres(15, certs), startServe()]);
+  [pg, pg18, servePort] = await Promise.all([
+    startTlsPostgres(15, certs),
+    startTlsPostgres(18, certs),
+    startServe(),
+  ]);
 }, 60_000);
 
 afterAll(async () => {
@@ -289,7 +298,7 @@ afterAll(async () => {
     await exited;
   }
   if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
-  await pg?.stop();
+  await Promise.all([pg?.stop(), pg18?.stop()]);
   await certs?.remove();
   if (summaries.length) console.log(`[faults] summary ${JSON.stringify(summaries)}`);
 });
@@ -311,6 +320,18 @@ describe('fault injection at every byte of the handshake', () => {
     'pgconn → PostgreSQL 15, TLS + SCRAM-SHA-256-PLUS (channel_binding=require)',
     async () => {
       await campaign('pg-scram-plus', TEST_PASSWORD, pgconnRunner(pgInfo('require')));
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'pgconn → PostgreSQL 18, direct TLS + SCRAM-SHA-256-PLUS (channel_binding=require)',
+    async () => {
+      const info = (port: number) => `${pgInfo('require')(port)} sslnegotiation=direct`;
+      await campaign('pg18-direct-plus', TEST_PASSWORD, pgconnRunner(info), true, false, {
+        c2s: [1, 2],
+        s2c: [1, 2],
+      });
     },
     TIMEOUT,
   );
