@@ -38,11 +38,7 @@ import {
   UnsupportedError,
 } from '../src/errors.ts';
 import type { TlsInfo } from '../src/transport.ts';
-import { fcParams } from './fc.ts';
-
-const RUNS = process.env.FUZZ_RUNS ? Number(process.env.FUZZ_RUNS) : undefined;
-const runs = (ci: number): number => RUNS ?? ci;
-const TIMEOUT = RUNS ? 30 * 60_000 : 60_000;
+import { fcParams, fuzzRuns as runs, FUZZ_TIMEOUT as TIMEOUT } from './fc.ts';
 
 const PASSWORD = 'Fuzz-Secret-9q7';
 const PASSWORD_BYTES = new TextEncoder().encode(PASSWORD);

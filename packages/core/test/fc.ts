@@ -16,3 +16,9 @@ export function fcParams<T>(numRuns = 300): Parameters<T> {
       : FIXED_SEED;
   return { seed, numRuns, verbose: 1 };
 }
+
+/** FUZZ_RUNS (set by `npm run fuzz`) replaces a property's CI run count. */
+const RUNS = process.env.FUZZ_RUNS ? Number(process.env.FUZZ_RUNS) : undefined;
+export const fuzzRuns = (ci: number): number => RUNS ?? ci;
+/** A test timeout that fits FUZZ_RUNS. */
+export const FUZZ_TIMEOUT = RUNS ? 30 * 60_000 : 60_000;

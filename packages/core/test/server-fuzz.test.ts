@@ -18,7 +18,7 @@ import {
 import { Writer } from '../src/codec/writer.ts';
 import type { AuthPlan } from '../src/server/auth.ts';
 import { type ServerAction, type ServerEvent, ServerHandshake } from '../src/server/handshake.ts';
-import { fcParams } from './fc.ts';
+import { FUZZ_TIMEOUT, fcParams, fuzzRuns } from './fc.ts';
 
 const bytesOf = (f: (w: Writer) => void): Uint8Array => {
   const w = new Writer();
@@ -162,106 +162,116 @@ function checkStream(batches: ServerAction[][]): void {
 }
 
 describe('ServerHandshake under hostile input', () => {
-  it('random packets, chunkings and events: only actions, never anything after close', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        // Often a valid StartupMessage first, so the authentication exchanges get fuzzed too.
-        fc
-          .tuple(fc.boolean(), fc.array(fragmentArb, { minLength: 1, maxLength: 8 }))
-          .map(([valid, rest]) => (valid ? [VALID_STARTUP, ...rest] : rest)),
-        fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 }),
-        fc.array(eventArb, { minLength: 1, maxLength: 24 }),
-        planArb,
-        fc.record({
-          tls: fc.boolean(),
-          directTls: fc.boolean(),
-          requireTls: fc.constantFrom(false, false, false, true),
-          replication: fc.boolean(),
-        }),
-        fc.boolean(),
-        async (fragments, cuts, events, plan, flags, concurrent) => {
-          const stream = concat(fragments);
-          const chunks: Uint8Array[] = [];
-          let at = 0;
-          for (let i = 0; at < stream.length; i++) {
-            const n = cuts[i % cuts.length]!;
-            chunks.push(stream.slice(at, at + n));
-            at += n;
-          }
-          const hs = new ServerHandshake(
-            {
-              auth: plan,
-              tls: flags.tls ? { channelBindingHash: new Uint8Array(32).fill(1) } : null,
-              directTls: flags.directTls,
-              requireTls: flags.requireTls,
-              replication: flags.replication,
-              scramIterations: 2,
-              mockAuthSecret: 'fuzz',
-            },
-            { remoteHost: 'fuzz' },
-          );
-          const script: ServerEvent[] = [];
-          let next = 0;
-          for (const e of events) {
-            if (e !== 'data') script.push(e);
-            else if (next < chunks.length) script.push({ type: 'data', bytes: chunks[next++]! });
-          }
-          while (next < chunks.length) script.push({ type: 'data', bytes: chunks[next++]! });
+  it(
+    'random packets, chunkings and events: only actions, never anything after close',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          // Often a valid StartupMessage first, so the authentication exchanges get fuzzed too.
+          fc
+            .tuple(fc.boolean(), fc.array(fragmentArb, { minLength: 1, maxLength: 8 }))
+            .map(([valid, rest]) => (valid ? [VALID_STARTUP, ...rest] : rest)),
+          fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 }),
+          fc.array(eventArb, { minLength: 1, maxLength: 24 }),
+          planArb,
+          fc.record({
+            tls: fc.boolean(),
+            directTls: fc.boolean(),
+            requireTls: fc.constantFrom(false, false, false, true),
+            replication: fc.boolean(),
+          }),
+          fc.boolean(),
+          async (fragments, cuts, events, plan, flags, concurrent) => {
+            const stream = concat(fragments);
+            const chunks: Uint8Array[] = [];
+            let at = 0;
+            for (let i = 0; at < stream.length; i++) {
+              const n = cuts[i % cuts.length]!;
+              chunks.push(stream.slice(at, at + n));
+              at += n;
+            }
+            const hs = new ServerHandshake(
+              {
+                auth: plan,
+                tls: flags.tls ? { channelBindingHash: new Uint8Array(32).fill(1) } : null,
+                directTls: flags.directTls,
+                requireTls: flags.requireTls,
+                replication: flags.replication,
+                scramIterations: 2,
+                mockAuthSecret: 'fuzz',
+              },
+              { remoteHost: 'fuzz' },
+            );
+            const script: ServerEvent[] = [];
+            let next = 0;
+            for (const e of events) {
+              if (e !== 'data') script.push(e);
+              else if (next < chunks.length) script.push({ type: 'data', bytes: chunks[next++]! });
+            }
+            while (next < chunks.length) script.push({ type: 'data', bytes: chunks[next++]! });
 
-          const batches: ServerAction[][] = [];
-          if (concurrent) {
-            // Everything at once: results are checked in the order they settle.
-            await Promise.all(script.map((e) => hs.handle(e).then((r) => batches.push(r))));
-          } else {
-            for (const e of script) batches.push(await hs.handle(e));
-          }
-          checkStream(batches);
-          // Whatever state it is in, one more EOF either ends it or is ignored after the end.
-          const last = await hs.handle({ type: 'closed' });
-          checkStream([...batches, last]);
-          expect(hs.state === 'READY' || hs.state === 'CLOSED').toBe(true);
-        },
-      ),
-      fcParams(300),
-    );
-  });
+            const batches: ServerAction[][] = [];
+            if (concurrent) {
+              // Everything at once: results are checked in the order they settle.
+              await Promise.all(script.map((e) => hs.handle(e).then((r) => batches.push(r))));
+            } else {
+              for (const e of script) batches.push(await hs.handle(e));
+            }
+            checkStream(batches);
+            // Whatever state it is in, one more EOF either ends it or is ignored after the end.
+            const last = await hs.handle({ type: 'closed' });
+            checkStream([...batches, last]);
+            expect(hs.state === 'READY' || hs.state === 'CLOSED').toBe(true);
+          },
+        ),
+        fcParams(fuzzRuns(300)),
+      );
+    },
+    FUZZ_TIMEOUT,
+  );
 
-  it('a valid client script gives the same session however it is split', async () => {
-    const script = concat([
-      bytesOf((w) =>
-        encodeStartupMessage(w, {
-          version: PROTOCOL_GREASE,
-          parameters: [
-            ['user', 'alice'],
-            ['database', 'db'],
-          ],
-        }),
-      ),
-      fe({ type: 'PasswordMessage', password: 'pw' }),
-      fe({ type: 'Query', sql: 'select 1' }),
-    ]);
-    const query = fe({ type: 'Query', sql: 'select 1' });
-    await fc.assert(
-      fc.asyncProperty(
-        fc.uniqueArray(fc.integer({ min: 1, max: script.length - 1 }), { maxLength: 12 }),
-        async (cuts) => {
-          const points = [0, ...cuts.sort((a, b) => a - b), script.length];
-          const hs = new ServerHandshake({ auth: () => ({ method: 'password', verify: (p) => p === 'pw' }) });
-          const all: ServerAction[] = [];
-          for (let i = 0; i + 1 < points.length; i++) {
-            all.push(...(await hs.handle({ type: 'data', bytes: script.slice(points[i], points[i + 1]) })));
-          }
-          const ready = all.find((a) => a.type === 'ready');
-          expect(ready?.type).toBe('ready');
-          if (ready?.type === 'ready') {
-            expect(ready.session).toMatchObject({ user: 'alice', database: 'db', authMethod: 'password' });
-            // The query may have arrived with or after the password: what came with it is kept.
-            const got = ready.session.leftover;
-            expect([...got]).toEqual([...query.slice(0, got.length)]);
-          }
-        },
-      ),
-      fcParams(200),
-    );
-  });
+  it(
+    'a valid client script gives the same session however it is split',
+    async () => {
+      const script = concat([
+        bytesOf((w) =>
+          encodeStartupMessage(w, {
+            version: PROTOCOL_GREASE,
+            parameters: [
+              ['user', 'alice'],
+              ['database', 'db'],
+            ],
+          }),
+        ),
+        fe({ type: 'PasswordMessage', password: 'pw' }),
+        fe({ type: 'Query', sql: 'select 1' }),
+      ]);
+      const query = fe({ type: 'Query', sql: 'select 1' });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uniqueArray(fc.integer({ min: 1, max: script.length - 1 }), { maxLength: 12 }),
+          async (cuts) => {
+            const points = [0, ...cuts.sort((a, b) => a - b), script.length];
+            const hs = new ServerHandshake({
+              auth: () => ({ method: 'password', verify: (p) => p === 'pw' }),
+            });
+            const all: ServerAction[] = [];
+            for (let i = 0; i + 1 < points.length; i++) {
+              all.push(...(await hs.handle({ type: 'data', bytes: script.slice(points[i], points[i + 1]) })));
+            }
+            const ready = all.find((a) => a.type === 'ready');
+            expect(ready?.type).toBe('ready');
+            if (ready?.type === 'ready') {
+              expect(ready.session).toMatchObject({ user: 'alice', database: 'db', authMethod: 'password' });
+              // The query may have arrived with or after the password: what came with it is kept.
+              const got = ready.session.leftover;
+              expect([...got]).toEqual([...query.slice(0, got.length)]);
+            }
+          },
+        ),
+        fcParams(fuzzRuns(200)),
+      );
+    },
+    FUZZ_TIMEOUT,
+  );
 });

@@ -641,4 +641,42 @@ describe('hostile server messages over a socket', () => {
     // SCRAM never puts the password on the wire; the client-final proof is all it sent.
     expect(includesBytes(o.received[0]!, PASSWORD)).toBe(false);
   });
+
+  /** Over TLS: 'S', the handshake, then `then` after the StartupMessage. */
+  const overTls = (then: (peer: FakePeer) => Promise<void>) => async (peer: FakePeer) => {
+    await peer.readStartupPacket();
+    await peer.write('S');
+    await peer.startTls();
+    await peer.readStartupPacket();
+    await then(peer);
+  };
+  const bound = () => config({ sslmode: 'require', channelBinding: 'require' });
+
+  it('channel_binding=require and SCRAM-SHA-256-PLUS stripped from the list over TLS: fails closed', async () => {
+    const o = await run(
+      overTls(async (peer) => {
+        await peer.send({ type: 'AuthenticationSASL', mechanisms: ['SCRAM-SHA-256'] });
+        await peer.stall();
+      }),
+      bound(),
+      { server: tlsOpts },
+    );
+    expect(o.error).toBeInstanceOf(AuthError);
+    expect(messageOf(o)).toMatch(/channel binding/);
+  });
+
+  it('channel_binding=require and AuthenticationOk in the middle of the SASL exchange: fails closed', async () => {
+    const o = await run(
+      overTls(async (peer) => {
+        await peer.send({ type: 'AuthenticationSASL', mechanisms: ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256'] });
+        await peer.readMessage(); // SASLInitialResponse
+        await peer.send({ type: 'AuthenticationOk' }, { type: 'ReadyForQuery', status: 'I' });
+        await peer.stall();
+      }),
+      bound(),
+      { server: tlsOpts },
+    );
+    expect(o.error).toBeInstanceOf(AuthError);
+    expect(o.error?.message).not.toContain(PASSWORD);
+  });
 });
