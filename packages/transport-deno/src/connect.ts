@@ -7,8 +7,8 @@
  * with --allow-read; Deno.uid() (key-file ownership rule) needs --allow-sys=uid.
  */
 import {
+  type ClientConnectOptions,
   type Connection,
-  type ConnectStep,
   connect as coreConnect,
   type ResolvedOptions,
   type ResolveInput,
@@ -26,12 +26,12 @@ const readText = (path: string): string | null => {
   }
 };
 
-export interface DenoConnectOptions {
+/** `onStep` and `scramMaxIterations` as in core's ConnectOptions. */
+export interface DenoConnectOptions extends ClientConnectOptions {
   /** Explicit keyword/value pairs; they override the conninfo string. */
   params?: Record<string, string | undefined>;
   /** Environment to read PG* variables from; default Deno.env (needs --allow-env). */
   env?: Record<string, string | undefined>;
-  onStep?: (step: ConnectStep) => void;
 }
 
 /** Resolves options exactly as `connect` does (for tools that show them). */
@@ -66,5 +66,5 @@ export function resolveDenoOptions(conninfo?: string, options: DenoConnectOption
 export async function connect(conninfo?: string, options: DenoConnectOptions = {}): Promise<Connection> {
   const resolved = resolveDenoOptions(conninfo, options);
   for (const w of resolved.warnings) console.warn(w);
-  return coreConnect(denoTransport, resolved, options.onStep ? { onStep: options.onStep } : {});
+  return coreConnect(denoTransport, resolved, options);
 }

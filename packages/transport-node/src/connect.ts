@@ -5,8 +5,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import {
+  type ClientConnectOptions,
   type Connection,
-  type ConnectStep,
   connect as coreConnect,
   type ResolvedOptions,
   type ResolveInput,
@@ -22,12 +22,12 @@ const readText = (path: string): string | null => {
   }
 };
 
-export interface NodeConnectOptions {
+/** `onStep` and `scramMaxIterations` as in core's ConnectOptions. */
+export interface NodeConnectOptions extends ClientConnectOptions {
   /** Explicit keyword/value pairs; they override the conninfo string. */
   params?: Record<string, string | undefined>;
   /** Environment to read PG* variables from; default process.env. */
   env?: Record<string, string | undefined>;
-  onStep?: (step: ConnectStep) => void;
 }
 
 /** Resolves options exactly as the Node entry points do (for tools that show them, like `pgconn probe`). */
@@ -71,5 +71,5 @@ export function resolveNodeOptions(conninfo?: string, options: NodeConnectOption
 export async function connect(conninfo?: string, options: NodeConnectOptions = {}): Promise<Connection> {
   const resolved = resolveNodeOptions(conninfo, options);
   for (const w of resolved.warnings) process.emitWarning(w);
-  return coreConnect(nodeTransport, resolved, options.onStep ? { onStep: options.onStep } : {});
+  return coreConnect(nodeTransport, resolved, options);
 }

@@ -12,8 +12,10 @@ import {
   type HandshakeConfig,
   type NegotiateOptions,
   negotiate,
+  OptionError,
   PgConnError,
   ProtocolError,
+  parseRequireAuth,
   TlsError,
 } from '@pgconn/core';
 import {
@@ -31,7 +33,7 @@ import {
   v2Error,
 } from '@pgconn/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeTransport } from '../src/index.ts';
+import { connect, nodeTransport } from '../src/index.ts';
 
 const PASSWORD = 'sup3rs3cret';
 
@@ -629,6 +631,88 @@ describe('hostile server messages over a socket', () => {
     expect(messageOf(o)).toMatch(message);
     expect(o.ms).toBeLessThan(2000);
   });
+
+  describe('the SCRAM iteration cap through the public connect()', () => {
+    /** connect() as a user calls it, against a server that demands `i` iterations. */
+    const viaConnect = async (i: number, scramMaxIterations?: number) => {
+      const server = await startFakeServer(scram((nonce) => `r=${nonce}srv,s=${salt},i=${i}`));
+      try {
+        const conninfo = `host=127.0.0.1 port=${server.port} user=alice password=${PASSWORD} sslmode=disable connect_timeout=2`;
+        const t0 = performance.now();
+        const error = await connect(conninfo, {
+          env: {},
+          ...(scramMaxIterations !== undefined ? { scramMaxIterations } : {}),
+        }).then(
+          async (c) => {
+            await c.close();
+            return null;
+          },
+          (e: unknown) => e,
+        );
+        const ms = performance.now() - t0;
+        await server.allClosed(1000);
+        return { error, ms, connections: server.connections };
+      } finally {
+        await server.close();
+      }
+    };
+
+    it('a count above the configured cap fails at once, before any key is derived', async () => {
+      const o = await viaConnect(5000, 4096);
+      expect(o.error).toBeInstanceOf(AuthError);
+      expect((o.error as Error).message).toMatch(/iteration count 5000 exceeds the limit of 4096/);
+      expect(o.ms).toBeLessThan(2000);
+    });
+
+    it('the default cap (1,000,000) lets 5,000 through: the client derives keys and answers', async () => {
+      // The fake server stalls after the client-final-message, so connect_timeout ends it; the
+      // point is that the count was accepted and the exchange went on.
+      const o = await viaConnect(5000);
+      expect(o.error).toBeInstanceOf(ConnectionError);
+      expect((o.error as Error).message).toMatch(/timeout expired/);
+    }, 15_000);
+
+    it('an invalid cap is an OptionError before any connection is opened', async () => {
+      for (const cap of [0, -1, 1.5, 2 ** 32]) {
+        const o = await viaConnect(4096, cap);
+        expect(o.error).toBeInstanceOf(OptionError);
+        expect(o.connections).toBe(0);
+      }
+    });
+  });
+
+  it.each([
+    [
+      'cleartext',
+      { type: 'AuthenticationCleartextPassword' as const },
+      /server requested a cleartext password/,
+    ],
+    [
+      'MD5',
+      { type: 'AuthenticationMD5Password' as const, salt: Uint8Array.of(1, 2, 3, 4) },
+      /server requested a hashed password/,
+    ],
+  ])(
+    'require_auth=scram-sha-256 and a server asking for a %s password: fails closed, nothing sent',
+    async (_, request, message) => {
+      const o = await run(
+        async (peer) => {
+          await peer.readStartupPacket();
+          await peer.send(request);
+          await peer.stall();
+        },
+        config({ sslmode: 'disable', requireAuth: parseRequireAuth('scram-sha-256') }),
+      );
+      expect(o.error).toBeInstanceOf(AuthError);
+      expect(messageOf(o)).toMatch(message);
+      // No PasswordMessage ('p'), hashed or not, after the StartupMessage.
+      const sent = o.received[0]!;
+      expect(sentStartup(sent)).toBe(true);
+      const after = sent.subarray(new DataView(sent.buffer, sent.byteOffset).getInt32(0));
+      expect(after[0]).not.toBe(0x70);
+      expect(includesBytes(sent, PASSWORD)).toBe(false);
+    },
+  );
 
   it('SCRAM: a wrong server signature fails, and AuthenticationOk is never waited for', async () => {
     const wrong = `v=${btoa(String.fromCharCode(...new Uint8Array(32).fill(7)))}`;

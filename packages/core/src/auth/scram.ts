@@ -163,7 +163,8 @@ function messageText(bytes: Uint8Array, what: string): string {
   return latin1(bytes);
 }
 
-function checkIterations(n: number, what: string): number {
+/** An iteration count or cap given by the caller: an integer in 1..2^32-1, else an OptionError. */
+export function checkIterations(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 1 || n > MAX_ITERATIONS_LIMIT) {
     throw new OptionError(`${what} must be an integer between 1 and ${MAX_ITERATIONS_LIMIT}, got ${n}`);
   }

@@ -7,6 +7,7 @@
  * 57P03 or a session of the wrong type tries the next host; anything else (an authentication failure,
  * a TLS verification failure with no method left) ends the whole attempt.
  */
+import { checkIterations } from '../auth/scram.ts';
 import { type Connection, type NegotiateOptions, negotiate } from '../connection.ts';
 import { ConnectionError, PgConnError, ServerError } from '../errors.ts';
 import type { ResolvedOptions, TargetSessionAttrs } from '../options/resolve.ts';
@@ -25,6 +26,12 @@ export interface ConnectStep extends HandshakeStep {
 
 export interface ConnectOptions {
   onStep?: (step: ConnectStep) => void;
+  /**
+   * Highest SCRAM iteration count accepted from a server (default SCRAM_DEFAULT_MAX_ITERATIONS,
+   * 1,000,000). The count is the server's choice and costs the client that many HMACs before the
+   * server has proved anything, so a hostile server could pin a CPU; libpq has no such cap.
+   */
+  scramMaxIterations?: number;
 }
 
 const shuffle = <T>(items: T[], random: () => number): T[] => {
@@ -42,6 +49,8 @@ export async function connect(
   connectOptions: ConnectOptions = {},
   random: () => number = Math.random,
 ): Promise<Connection> {
+  const maxIterations = connectOptions.scramMaxIterations;
+  if (maxIterations !== undefined) checkIterations(maxIterations, 'scramMaxIterations');
   const tls = await loadTlsMaterial(transport, options);
   const messages: string[] = [];
   let last: PgConnError | null = null;
@@ -77,6 +86,7 @@ export async function connect(
       }
       if (options.loadBalanceHosts === 'random') shuffle(endpoints, random);
       const config = toHandshakeConfig(options, i, tls);
+      if (maxIterations !== undefined) config.scramMaxIterations = maxIterations;
       // libpq's emitHostIdentityInfo: with hostaddr the message names only the address, never `host`.
       const displayedHost = target.hostaddr || target.host;
       for (const endpoint of endpoints) {

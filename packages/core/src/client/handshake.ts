@@ -748,7 +748,7 @@ export class ClientHandshake {
       // offered but we cannot bind (no peer certificate), which a server would take for a downgrade.
       clientSupportsBinding: ssl && this.channelBinding !== 'disable' && !plusOffered,
       ...(cbData ? { channelBinding: { type: 'tls-server-end-point' as const, data: cbData } } : {}),
-      ...(this.cfg.scramMaxIterations ? { maxIterations: this.cfg.scramMaxIterations } : {}),
+      ...(this.cfg.scramMaxIterations !== undefined ? { maxIterations: this.cfg.scramMaxIterations } : {}),
     });
     this.authMethod = mechanism;
     encodeFrontend(this.writer, {
