@@ -402,6 +402,17 @@ describe('certificate validity', () => {
       'SSL error: certificate verify failed (CERT_NOT_YET_VALID)',
     );
   });
+
+  it('a self-signed server certificate fails under verify-ca and verify-full, and under require with a root file', async () => {
+    // server-rsapss is its own issuer (CN common-name…): a man in the middle's home-made certificate.
+    await pg.setServerCert(certs.server.rsapss);
+    for (const mode of ['verify-ca', 'verify-full', 'require']) {
+      await expectTlsError(
+        `host=${CN} sslmode=${mode} sslrootcert=${root()}`,
+        'SSL error: certificate verify failed (DEPTH_ZERO_SELF_SIGNED_CERT)',
+      );
+    }
+  });
 });
 
 describe('CRLs', () => {
