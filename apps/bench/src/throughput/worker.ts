@@ -73,7 +73,7 @@ export function conninfoOf(t: PgTarget): string {
 }
 
 interface PgconnConnection {
-  copyOut(sql: string): AsyncGenerator<Uint8Array, string, void>;
+  copyOutTo(sql: string, onData: (data: Uint8Array) => void | Promise<void>): Promise<string>;
   copyIn(sql: string, source: Iterable<Uint8Array>): Promise<string>;
   query(sql: string): Promise<unknown>;
   close(): Promise<void>;
@@ -115,10 +115,8 @@ async function pgconnClient(t: PgTarget): Promise<Client> {
   const conn = await (await pgconnConnector())(conninfoOf(t));
   return {
     async copyOut(sql, onChunk) {
-      for await (const v of conn.copyOut(sql)) {
-        const p = onChunk(v.length);
-        if (p) await p;
-      }
+      // The callback form: no promise per row (the async generator `copyOut` makes one).
+      await conn.copyOutTo(sql, (v) => onChunk(v.length));
     },
     async copyIn(sql, chunks) {
       const tag = await conn.copyIn(sql, chunks());
@@ -343,8 +341,9 @@ async function countRows(job: CopyInJob, client: Client): Promise<number | null>
   if (job.driver === 'pgconn') {
     const conn = await (await pgconnConnector())(conninfoOf(job.target));
     try {
-      for await (const v of conn.copyOut(`COPY (SELECT count(*) FROM ${job.table}) TO STDOUT`))
+      await conn.copyOutTo(`COPY (SELECT count(*) FROM ${job.table}) TO STDOUT`, (v) => {
         text += new TextDecoder().decode(v);
+      });
     } finally {
       await conn.close();
     }

@@ -736,6 +736,52 @@ const sessionChecks: Check[] = [
       ),
   },
   {
+    id: 'COPY TO STDOUT into a callback (copyOutTo): order, async backpressure, an error mid-COPY',
+    run: async (ctx) =>
+      session(
+        await attempt(ctx, { ...at(ctx.env.pg18), user: 'postgres', sslmode: 'require' }),
+        async (c) => {
+          const text = new TextDecoder();
+          let rows = 0;
+          const tag = await c.copyOutTo(
+            'copy (select lpad(i::text, 1000, $$0$$) from generate_series(1, 8000) i) to stdout',
+            (chunk) => {
+              rows++;
+              if (chunk.length !== 1001 || Number(text.decode(chunk.subarray(0, 1000))) !== rows)
+                throw new CheckFailure(`row ${rows} corrupted: ${text.decode(chunk.subarray(0, 40))}…`);
+            },
+          );
+          ensureEqual([tag, rows], ['COPY 8000', 8000], 'tag and rows (synchronous callback)');
+          // An async callback is awaited before the next row: never two in flight.
+          let inFlight = 0;
+          let most = 0;
+          rows = 0;
+          await c.copyOutTo('copy (select i from generate_series(1, 2000) i) to stdout', async () => {
+            most = Math.max(most, ++inFlight);
+            rows++;
+            if (rows % 100 === 0) await new Promise((r) => setTimeout(r, 1));
+            inFlight--;
+          });
+          ensureEqual([rows, most], [2000, 1], 'rows and callbacks in flight (async callback)');
+          // The server fails at row 5000: the rows before it arrive, the SQLSTATE surfaces, and the
+          // session is usable afterwards.
+          rows = 0;
+          const err = await c
+            .copyOutTo('copy (select 1 / (5000 - i) from generate_series(1, 9000) i) to stdout', () => {
+              rows++;
+            })
+            .then(
+              () => null,
+              (e: unknown) => e as Error & { code?: string },
+            );
+          ensure(err, 'division by zero mid-COPY did not fail');
+          ensureEqual([err.code, rows], ['22012', 4999], 'SQLSTATE and rows before the error');
+          ensureEqual((await c.query('select 1')).rows, [['1']], 'session after the error');
+          return `8000 rows in order; async callback awaited (1 in flight); 22012 after ${rows} rows`;
+        },
+      ),
+  },
+  {
     id: 'COPY TO STDOUT, 192 MB to a slow consumer over TLS: memory stays bounded',
     run: async (ctx) => {
       const rss = residentBytes();
