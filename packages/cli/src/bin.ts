@@ -5,7 +5,7 @@ import { runServe, SERVE_USAGE } from './commands/serve.ts';
 const USAGE = `usage: pgconn <command> [options]
 
 commands:
-  probe [--json] [--runtime node] [conninfo|URI]   connect and show the negotiation step by step
+  probe [--json] [--runtime node|bun|deno] [conninfo|URI]   connect and show the negotiation step by step
   serve [--port 5432] [--tls-dir DIR] [--auth …]   a small PostgreSQL look-alike (pgconn serve --help)
 `;
 

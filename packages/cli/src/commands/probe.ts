@@ -4,12 +4,13 @@
  */
 import type { Connection, ConnectStep, ResolvedOptions } from '@pgconn/core';
 import { connect as coreConnect, OptionError, PgConnError } from '@pgconn/core';
-import { nodeTransport, resolveNodeOptions } from '@pgconn/transport-node';
+import { resolveNodeOptions } from '@pgconn/transport-node';
+import { CURRENT_RUNTIME, currentTransport, type RuntimeName, runtimeVersion, runUnder } from '../runtime.ts';
 
 export interface ProbeArgs {
   conninfo?: string;
   json: boolean;
-  runtime: 'node' | 'bun' | 'deno';
+  runtime: RuntimeName;
 }
 
 export interface ProbeStep {
@@ -70,15 +71,17 @@ export async function probe(
   env: Record<string, string | undefined> = process.env,
   live?: (step: ProbeStep) => void,
 ): Promise<ProbeReport> {
-  if (args.runtime !== 'node') {
+  if (args.runtime !== CURRENT_RUNTIME) {
     throw new OptionError(
-      `--runtime ${args.runtime} is not available yet: the ${args.runtime} transport is not implemented`,
+      `--runtime ${args.runtime}: this process runs on ${CURRENT_RUNTIME} (pgconn probe re-runs itself)`,
     );
   }
+  // Options are resolved the same way everywhere (node:fs for .pgpass and the service file works
+  // on all three); only the transport is the runtime's own.
   const resolved: ResolvedOptions = resolveNodeOptions(args.conninfo, { env });
   const report: ProbeReport = {
     ok: false,
-    runtime: `node ${process.versions.node}`,
+    runtime: runtimeVersion(),
     target: {
       hosts: resolved.hosts.map((h) => ({ host: h.socketPath ?? h.host, port: h.port })),
       user: resolved.user,
@@ -102,7 +105,7 @@ export async function probe(
   };
   let conn: Connection | null = null;
   try {
-    conn = await coreConnect(nodeTransport, resolved, { onStep });
+    conn = await coreConnect(await currentTransport(), resolved, { onStep });
     const h = conn.handshake;
     const ep = conn.endpoint;
     report.result = {
@@ -154,6 +157,7 @@ export async function runProbe(argv: string[]): Promise<number> {
   let args: ProbeArgs;
   try {
     args = parseProbeArgs(argv);
+    if (args.runtime !== CURRENT_RUNTIME) return await runUnder(args.runtime, ['probe', ...argv]);
   } catch (e) {
     process.stderr.write(`pgconn: ${(e as Error).message}\n`);
     return 2;

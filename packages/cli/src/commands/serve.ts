@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { OptionError } from '@pgconn/core';
+import { CURRENT_RUNTIME, type RuntimeName, runtimeVersion, runUnder } from '../runtime.ts';
 import { generateCertificates } from '../serve/certs.ts';
 import { type AuthMethod, type RunningServer, startServer } from '../serve/server.ts';
 
@@ -24,7 +25,7 @@ export interface ServeArgs {
   auth: AuthMethod;
   user: string;
   password: string;
-  runtime: 'node' | 'bun' | 'deno';
+  runtime: RuntimeName;
   /** Seconds a connection may take to authenticate (PostgreSQL's authentication_timeout). */
   authTimeout: number;
 }
@@ -181,11 +182,7 @@ export async function runServe(argv: string[]): Promise<number> {
   let args: ServeArgs;
   try {
     args = parseServeArgs(argv);
-    if (args.runtime !== 'node') {
-      throw new OptionError(
-        `--runtime ${args.runtime} is not available yet: the ${args.runtime} transport is not implemented`,
-      );
-    }
+    if (args.runtime !== CURRENT_RUNTIME) return await runUnder(args.runtime, ['serve', ...argv]);
   } catch (e) {
     if (!(e instanceof OptionError)) throw e;
     process.stderr.write(`pgconn: ${e.message}\n`);
@@ -216,7 +213,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const host = server.host.includes(':') ? `[${server.host}]` : server.host;
   log(
     `tls=${args.tls}${args.directTls ? ' (direct TLS too)' : ''} auth=${args.auth} user=${args.user} ` +
-      `auth-timeout=${args.authTimeout}s`,
+      `auth-timeout=${args.authTimeout}s runtime=${runtimeVersion()}`,
   );
   stdout(`listening on ${host}:${server.port}`);
   const received = await signal;

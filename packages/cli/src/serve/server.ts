@@ -1,5 +1,5 @@
 /**
- * The `pgconn serve` server: a Node listener, core's acceptSession for the startup of each accepted
+ * The `pgconn serve` server: a listener from the runtime's own transport, core's acceptSession for the startup of each accepted
  * connection (SSLRequest/direct TLS, StartupMessage, authentication), then a Session per
  * authenticated connection. Cancel requests are matched against live sessions by process ID and
  * key (constant time). One log line per connection event; the password never appears in it.
@@ -17,7 +17,7 @@ import {
   type ServerTransportSocket,
   scramVerifier,
 } from '@pgconn/core';
-import { nodeTransport } from '@pgconn/transport-node';
+import { currentTransport } from '../runtime.ts';
 import { Session } from './session.ts';
 
 export type AuthMethod = 'trust' | 'password' | 'md5' | 'scram-sha-256';
@@ -77,7 +77,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const auth = await authProvider(o);
   // SCRAM-SHA-256-PLUS binds to our leaf certificate (the first one of the file).
   const certificate = o.tls ? new Uint8Array(new X509Certificate(o.tls.certPem).raw) : null;
-  const listener: Listener = await nodeTransport.listen({ host: o.host, port: o.port });
+  const listener: Listener = await (await currentTransport()).listen({ host: o.host, port: o.port });
   const sessions = new Map<number, Session>();
   const starting = new Set<ServerTransportSocket>();
   const log = (line: string) => o.log(cleanAscii(line));
