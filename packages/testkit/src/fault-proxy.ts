@@ -11,8 +11,8 @@
  *
  * A fault at an N the direction never reaches does nothing. Offsets count per connection and per
  * direction: `c2s` is client → server, `s2c` server → client. The proxy counts the bytes each
- * direction carried (before the fault was applied) and keeps the first `recordLimit` bytes the client
- * sent, so a test can scan the plaintext it sent before TLS. `close()` destroys every socket and the
+ * direction carried (before the fault was applied) and keeps the first `recordLimit` bytes of each,
+ * so a test can scan the plaintext the client sent before TLS, or find the TLS record headers. `close()` destroys every socket and the
  * listener.
  */
 import * as net from 'node:net';
@@ -36,7 +36,7 @@ export interface FaultProxyOptions {
   targetPort: number;
   /** The fault applied to every connection; none: a transparent proxy (to measure lengths). */
   fault?: Fault | null;
-  /** How many client → server bytes to keep per connection (default 64 KiB). */
+  /** How many bytes of each direction to keep per connection (default 64 KiB). */
   recordLimit?: number;
 }
 
@@ -45,6 +45,8 @@ export interface ProxiedConnection {
   readonly bytes: Record<FaultDirection, number>;
   /** The first `recordLimit` bytes the client sent (before any fault was applied). */
   readonly clientBytes: Uint8Array;
+  /** The first `recordLimit` bytes the server sent (before any fault was applied). */
+  readonly serverBytes: Uint8Array;
   /** True once the fault's offset was reached on this connection. */
   readonly faulted: boolean;
   /** Resolves when both sockets are closed. */
@@ -65,8 +67,8 @@ export interface FaultProxy {
 class Conn implements ProxiedConnection {
   readonly bytes: Record<FaultDirection, number> = { c2s: 0, s2c: 0 };
   faulted = false;
-  private readonly record: Uint8Array[] = [];
-  private recorded = 0;
+  private readonly kept: Record<FaultDirection, Buffer[]> = { c2s: [], s2c: [] };
+  private readonly keptLength: Record<FaultDirection, number> = { c2s: 0, s2c: 0 };
   private readonly stalled: Record<FaultDirection, boolean> = { c2s: false, s2c: false };
   readonly closed: Promise<void>;
 
@@ -94,7 +96,11 @@ class Conn implements ProxiedConnection {
   }
 
   get clientBytes(): Uint8Array {
-    return Buffer.concat(this.record);
+    return Buffer.concat(this.kept.c2s);
+  }
+
+  get serverBytes(): Uint8Array {
+    return Buffer.concat(this.kept.s2c);
   }
 
   destroy(): void {
@@ -105,10 +111,10 @@ class Conn implements ProxiedConnection {
   private onData(dir: FaultDirection, chunk: Buffer): void {
     const start = this.bytes[dir];
     this.bytes[dir] += chunk.length;
-    if (dir === 'c2s' && this.recorded < this.recordLimit) {
-      const keep = chunk.subarray(0, this.recordLimit - this.recorded);
-      this.record.push(Buffer.from(keep));
-      this.recorded += keep.length;
+    if (this.keptLength[dir] < this.recordLimit) {
+      const keep = chunk.subarray(0, this.recordLimit - this.keptLength[dir]);
+      this.kept[dir].push(Buffer.from(keep));
+      this.keptLength[dir] += keep.length;
     }
     if (this.stalled[dir]) return;
     const to = dir === 'c2s' ? this.server : this.client;

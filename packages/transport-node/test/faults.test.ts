@@ -102,6 +102,31 @@ const indexOf = (hay: Uint8Array, needle: Uint8Array, from = 0): number => {
   return -1;
 };
 
+/**
+ * Offsets of the bytes a TLS 1.3 handshake does not authenticate, in one direction of a clean run:
+ * the content type and legacy version of every cleartext record (handshake 0x16 and the middlebox
+ * compatibility ChangeCipherSpec 0x14, whose one-byte body is not authenticated either), up to the
+ * first encrypted record. The transcript hash covers handshake messages, not record headers; from
+ * the first encrypted record on, the header is the AEAD's additional data. Measured: OpenSSL (Node,
+ * PostgreSQL 15) completes the handshake with the CCS record's type flipped to alert, and with a
+ * HelloRetryRequest's follow-up records typed 0x56 instead of 0x16.
+ */
+function unauthenticatedTlsBytes(bytes: Uint8Array): Set<number> {
+  const out = new Set<number>();
+  // The first record: after the SSLRequest (client) or the 'S' (server); at 0 with direct TLS.
+  let i = indexOf(bytes, Uint8Array.of(0x16, 0x03));
+  while (i >= 0 && i + 5 <= bytes.length && (bytes[i] === 0x16 || bytes[i] === 0x14)) {
+    const length = (bytes[i + 3]! << 8) | bytes[i + 4]!;
+    out
+      .add(i)
+      .add(i + 1)
+      .add(i + 2);
+    if (bytes[i] === 0x14) out.add(i + 5);
+    i += 5 + length;
+  }
+  return out;
+}
+
 /** The client's plaintext before its TLS ClientHello (a handshake record: 0x16 0x03). */
 function plaintextBeforeTls(bytes: Uint8Array): Uint8Array {
   const i = indexOf(bytes, Uint8Array.of(0x16, 0x03));
@@ -156,8 +181,8 @@ interface Summary {
   ok: number;
   /** Successes with the fault in the last 64 bytes of the handshake or after it. */
   okTail: number;
-  /** Successes with a flipped legacy TLS record-version byte. */
-  okRecordVersion: number;
+  /** Successes with a flipped byte TLS does not authenticate (`unauthenticatedTlsBytes`). */
+  okRecordHeader: number;
   errors: Record<string, number>;
   maxMs: number;
   seconds: number;
@@ -171,22 +196,29 @@ async function campaign(
   run: Runner,
   typed = true,
   coarse = false,
-  /** Offsets of the first TLS record's legacy version bytes: after the SSLRequest and 'S', or at 1-2 with direct TLS. */
-  recordVersionAt: Record<FaultDirection, number[]> = { c2s: [9, 10], s2c: [2, 3] },
 ): Promise<Summary> {
   // L: one transparent run.
   const probe = await startFaultProxy({ targetPort: targetPortOf(target) });
   const base = await run(probe.port, probe);
   await probe.close();
   expect(base.error, `${target}: the clean handshake failed`).toBeUndefined();
-  const L = { c2s: probe.connections[0]!.bytes.c2s, s2c: probe.connections[0]!.bytes.s2c };
+  const clean = probe.connections[0]!;
+  const L = { c2s: clean.bytes.c2s, s2c: clean.bytes.s2c };
+  const unauthenticated = {
+    c2s: unauthenticatedTlsBytes(clean.clientBytes),
+    s2c: unauthenticatedTlsBytes(clean.serverBytes),
+  };
   const handshake = base.atDone ?? L;
 
   const cases: Fault[] = [];
   for (const direction of DIRS)
-    for (const kind of KINDS)
-      for (const at of positions(coarse ? L[direction] - 128 : L[direction], kind, coarse))
-        cases.push({ direction, kind, at, ...(kind === 'flip' ? { bit: at % 8 } : {}) });
+    for (const kind of KINDS) {
+      const at = new Set(positions(coarse ? L[direction] - 128 : L[direction], kind, coarse));
+      // The unauthenticated header bytes are flipped in CI mode too: full mode found successes there.
+      if (kind === 'flip') for (const n of unauthenticated[direction]) at.add(n);
+      for (const n of [...at].sort((a, b) => a - b))
+        cases.push({ direction, kind, at: n, ...(kind === 'flip' ? { bit: n % 8 } : {}) });
+    }
   // Stalls last and wider: each one waits for connect_timeout.
   const quick = cases.filter((c) => c.kind !== 'stall');
   const stalls = cases.filter((c) => c.kind === 'stall');
@@ -198,7 +230,7 @@ async function campaign(
     cases: cases.length,
     ok: 0,
     okTail: 0,
-    okRecordVersion: 0,
+    okRecordHeader: 0,
     errors: {},
     maxMs: 0,
     seconds: 0,
@@ -216,12 +248,11 @@ async function campaign(
     if (out.ok) {
       summary.ok++;
       // Harmless only after the handshake (its last record may share a read with later bytes: a
-      // 64-byte tail is allowed), or on the legacy record-version bytes of the first TLS record in
-      // each direction, which TLS does not protect (`recordVersionAt`).
-      const recordVersion = recordVersionAt[fault.direction];
+      // 64-byte tail is allowed), or on a byte TLS does not authenticate (`unauthenticatedTlsBytes`).
       if (out.atDone) {
         if (fault.at >= handshake[fault.direction] - 64) summary.okTail++;
-        else if (fault.kind === 'flip' && recordVersion.includes(fault.at)) summary.okRecordVersion++;
+        else if (fault.kind === 'flip' && unauthenticated[fault.direction].has(fault.at))
+          summary.okRecordHeader++;
         else
           problems.push(
             `${where}: succeeded although the handshake carried ${handshake[fault.direction]} bytes`,
@@ -331,10 +362,7 @@ describe('fault injection at every byte of the handshake', () => {
     'pgconn → PostgreSQL 18, direct TLS + SCRAM-SHA-256-PLUS (channel_binding=require)',
     async () => {
       const info = (port: number) => `${pgInfo('require')(port)} sslnegotiation=direct`;
-      await campaign('pg18-direct-plus', TEST_PASSWORD, pgconnRunner(info), true, false, {
-        c2s: [1, 2],
-        s2c: [1, 2],
-      });
+      await campaign('pg18-direct-plus', TEST_PASSWORD, pgconnRunner(info));
     },
     TIMEOUT,
   );
