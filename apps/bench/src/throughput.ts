@@ -5,7 +5,7 @@
  * and chart.svg.
  *
  *   node apps/bench/dist/throughput.js [--quick] [--out DIR] [--runs N] [--sections a,b]
- *       [--runtimes node,bun,deno] [--peer-runtimes node] [--peers-plain] [--read-rows N] [--write-rows N]
+ *       [--runtimes node,bun,deno] [--peer-runtimes node,bun,deno] [--peers-plain] [--read-rows N] [--write-rows N]
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -40,14 +40,14 @@ import {
 } from './throughput/suite.ts';
 
 const USAGE = `usage: throughput [--quick] [--out DIR] [--runs N] [--sections ${SECTIONS.join(',')}]
-                  [--runtimes ${RUNTIMES.join(',')}] [--peer-runtimes node] [--peers-plain]
+                  [--runtimes ${RUNTIMES.join(',')}] [--peer-runtimes node,bun,deno] [--peers-plain]
                   [--read-rows N] [--write-rows N] [--pg 15,18]
   --quick            CI smoke: tiny volumes, one run, no warm-up (< 60 s); no target verdicts
   --out DIR          where report.md, report.json and chart.svg go (default apps/bench/results)
   --runs N           timed runs per figure (default 5; at least 5 for a report)
   --sections LIST    subset of the sections (default: all)
   --runtimes LIST    client runtimes (default: node,bun,deno; unavailable ones get "not available" rows)
-  --peer-runtimes L  runtimes on which pg and postgres.js run too (default: node)
+  --peer-runtimes L  runtimes on which pg and postgres.js run (default: all three)
   --peers-plain      also run the peers (pg, postgres.js, psql) over plaintext; by default they run over
                      TLS only (the issue's comparison) while pgconn runs both`;
 

@@ -120,16 +120,32 @@ export class Lab {
     return openSync(join(this.dir, name), 'a');
   }
 
-  /** `pgconn serve` from the built CLI; its --tls-dir certificate becomes every server's certificate. */
-  async startServe(runtime: 'node' | 'bun' | 'deno' = 'node'): Promise<Service> {
+  /**
+   * `pgconn serve` from the built CLI, run by the runtime's own binary (not through `--runtime`, whose
+   * Node parent would stand between the pid and the server's RSS); its --tls-dir certificate
+   * becomes every server's certificate. `register: false` leaves `this.serve` alone (a server for one
+   * measurement, stopped by its caller).
+   */
+  async startServe(
+    runtime: 'node' | 'bun' | 'deno' = 'node',
+    register = runtime === 'node',
+  ): Promise<Service> {
     const bin = join(this.root, 'packages', 'cli', 'dist', 'bin.js');
     if (!existsSync(bin)) throw new Error(`${bin} is missing: build the CLI first (npm run build)`);
     const tlsDir = join(this.dir, 'tls');
-    const args = [bin, 'serve', '--port', '0', '--tls-dir', tlsDir, '--direct-tls'];
+    // The first server generates the CA and certificate; later ones serve the same files (a second
+    // --tls-dir would replace the CA every other server's clients verify against).
+    const tlsArgs = this.certs
+      ? ['--tls-cert', this.certs.cert, '--tls-key', this.certs.key]
+      : ['--tls-dir', tlsDir];
+    const args = [bin, 'serve', '--port', '0', ...tlsArgs, '--direct-tls'];
     args.push('--auth', 'scram-sha-256', '--user', BENCH_USER, '--password', BENCH_PASSWORD);
-    if (runtime !== 'node') args.push('--runtime', runtime);
+    const runner = join(this.root, 'node_modules', '.bin', runtime);
+    const [cmd, ...pre] =
+      runtime === 'node' ? [process.execPath] : runtime === 'bun' ? [runner] : [runner, 'run', '-A'];
+    if (runtime !== 'node' && !existsSync(runner)) throw new Error(`${runtime} binary not found (${runner})`);
     const logFile = join(this.dir, `serve-${runtime}.log`);
-    const child = track(process.execPath, args, { stdio: ['ignore', 'pipe', openSync(logFile, 'a')] });
+    const child = track(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', openSync(logFile, 'a')] });
     const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 30_000, 'pgconn serve').catch(
       (e: Error) => {
         const said = existsSync(logFile)
@@ -140,7 +156,7 @@ export class Lab {
     );
     child.stdout!.resume();
     watchdog(child.pid!);
-    this.certs = {
+    this.certs ??= {
       ca: join(tlsDir, 'ca.crt'),
       cert: join(tlsDir, 'server.crt'),
       key: join(tlsDir, 'server.key'),
@@ -152,7 +168,7 @@ export class Lab {
       pid: child.pid!,
       child,
     };
-    if (runtime === 'node') this.serve = s;
+    if (register) this.serve = s;
     return s;
   }
 

@@ -65,10 +65,12 @@ export function fullConfig(outDir: string): BenchConfig {
     handshakeWarmup: 5,
     serverHandshakes: 150,
     serverClients: 4,
-    idleConnections: 200,
+    // Enough that growth (~100 KiB each) dwarfs the allocator's noise.
+    idleConnections: 1000,
     slowBytes: GiB,
     runtimes: [...RUNTIMES],
-    peerRuntimes: ['node'],
+    // pg and postgres.js on every runtime: the comparison users make is on their own runtime.
+    peerRuntimes: [...RUNTIMES],
     // The issue compares the peers over TLS; plaintext peer rows (--peers-plain) add ~20 min.
     peersPlain: false,
     sections: [...SECTIONS],

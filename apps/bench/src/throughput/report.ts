@@ -489,7 +489,7 @@ export function toMarkdown(r: Report): string {
   out.push('## 6. Server side: TLS + SCRAM handshakes accepted, memory per idle TLS connection');
   out.push('');
   out.push(
-    `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count.`,
+    `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count (pgconn serve in a fresh process for this, after 4 connections to warm it).`,
   );
   out.push('');
   out.push(

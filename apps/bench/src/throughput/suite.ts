@@ -762,8 +762,17 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       ? {
           base,
           once: async () => {
-            const m = await idleMemory(ctx, svc.pid, lab.target(svc.port, 'sslrequest'));
-            return { value: m.kib, notes: [m.note, ...(s.note ? [s.note] : [])] };
+            // pgconn serve is measured in a fresh process: the one above has carried gigabytes of
+            // COPY and the handshakes, and its heap shrinking under GC made the figure negative.
+            const own =
+              s.server === 'pgconn serve' ? await lab.startServe(s.runtime as Runtime, false) : null;
+            try {
+              const on = own ?? svc;
+              const m = await idleMemory(ctx, on.pid, lab.target(on.port, 'sslrequest'));
+              return { value: m.kib, notes: [m.note, ...(s.note ? [s.note] : [])] };
+            } finally {
+              if (own) await stop(own.child);
+            }
           },
         }
       : { base, unavailable: s.reason ?? 'not available' };
