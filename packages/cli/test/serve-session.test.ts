@@ -178,7 +178,10 @@ describe('options', () => {
     [['--direct-tls']],
     [['--tls-cert', '/tmp/x.crt']],
     [['--tls-dir', '/tmp/d', '--tls-cert', '/tmp/x.crt', '--tls-key', '/tmp/x.key']],
-    [['--runtime', 'bun']],
+    [['--runtime', 'python']],
+    // Run again under Bun and Deno, which refuse the port: their exit status comes back.
+    [['--runtime', 'bun', '--port', '70000']],
+    [['--runtime', 'deno', '--port', '70000']],
     [['--auth-timeout', '0']],
     [['--bogus']],
     [['extra']],

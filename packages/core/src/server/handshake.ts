@@ -201,6 +201,11 @@ const PASSWORD_MESSAGE = 0x70; // 'p'
 const EMPTY = new Uint8Array(0);
 
 let processIdCounter = 1000;
+/**
+ * tls-server-end-point hashes by certificate object. A server passes the same ServerTlsConfig to every
+ * connection; mutating the certificate bytes in place afterwards is not supported.
+ */
+const endPointHashes = new WeakMap<Uint8Array, Promise<Uint8Array>>();
 let processMockSecret: Uint8Array | null = null;
 
 const readU32 = (b: Uint8Array, at: number): number =>
@@ -722,8 +727,14 @@ export class ServerHandshake {
     const t = this.cfg.tls;
     if (t?.channelBindingHash && t.channelBindingHash.length > 0) return t.channelBindingHash;
     if (!t?.certificate) return null;
+    // Parsing the certificate costs ~1 ms: once per certificate, not once per connection.
+    let hash = endPointHashes.get(t.certificate);
+    if (!hash) {
+      hash = tlsServerEndPointHash(t.certificate);
+      endPointHashes.set(t.certificate, hash);
+    }
     try {
-      return await tlsServerEndPointHash(t.certificate);
+      return await hash;
     } catch (e) {
       // An Ed25519 certificate has no tls-server-end-point hash: plain SCRAM still works.
       this.step(this.state, `no channel binding: ${describeError(e)}`);
