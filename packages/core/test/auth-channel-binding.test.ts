@@ -1,34 +1,14 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certificateSignatureHash, tlsServerEndPointHash } from '../src/auth/channel-binding.ts';
 import { AuthError } from '../src/errors.ts';
+import { type OpensslDir, opensslDir } from './openssl.ts';
 
 // Certificates are generated with the openssl CLI, and the expected channel-binding data is computed
 // with `openssl x509 -outform DER | openssl dgst -<hash> -binary`, independently of our code.
 
-let dir = '';
-const openssl = (...args: string[]) =>
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-
-function cert(name: string, keyArgs: string[], signArgs: string[]): Uint8Array {
-  openssl(
-    'req',
-    '-x509',
-    ...keyArgs,
-    ...signArgs,
-    '-subj',
-    '/CN=pgconn-test',
-    '-days',
-    '1',
-    '-out',
-    `${name}.pem`,
-  );
-  openssl('x509', '-in', `${name}.pem`, '-outform', 'DER', '-out', `${name}.der`);
-  return new Uint8Array(readFileSync(join(dir, `${name}.der`)));
-}
+let tmp: OpensslDir;
+const openssl = (...args: string[]) => tmp.openssl(...args);
+const cert = (name: string, keyArgs: string[], signArgs: string[]) => tmp.cert(name, keyArgs, signArgs);
 
 function dgst(name: string, hash: string): Uint8Array {
   return new Uint8Array(openssl('dgst', `-${hash}`, '-binary', `${name}.der`));
@@ -37,7 +17,7 @@ function dgst(name: string, hash: string): Uint8Array {
 const certs: Record<string, Uint8Array> = {};
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'pgconn-cb-'));
+  tmp = opensslDir('pgconn-cb-');
   openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'rsa.key');
   openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ec.key');
   const rsa = ['-key', 'rsa.key'];
@@ -59,9 +39,7 @@ beforeAll(() => {
   certs.ed448 = cert('ed448', ['-key', 'ed448.key'], []);
 }, 30_000);
 
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => tmp?.remove());
 
 describe('tlsServerEndPointHash (RFC 5929)', () => {
   it.each([

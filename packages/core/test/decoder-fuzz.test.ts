@@ -14,10 +14,6 @@
  *
  * `FUZZ_RUNS` (set by `npm run fuzz`) scales every property; `FC_RANDOM=1` draws a fresh seed.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tlsServerEndPointHash } from '../src/auth/channel-binding.ts';
@@ -43,6 +39,7 @@ import { decodeStartupPacket, encodeStartupPacket, type StartupPacket } from '..
 import { Writer } from '../src/codec/writer.ts';
 import { AuthError, ProtocolError } from '../src/errors.ts';
 import { FUZZ_TIMEOUT, fcParams, fuzzRuns } from './fc.ts';
+import { type OpensslDir, opensslDir } from './openssl.ts';
 
 const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
 
@@ -316,6 +313,36 @@ function expectBounded(result: unknown, body: Uint8Array): void {
   expect(weight(result, body.buffer)).toBeLessThanOrEqual(body.length);
 }
 
+/**
+ * Runs a decoder on every generated input (`prepare` gives the body and the call, or null to skip):
+ * each either throws a ProtocolError or returns a result bounded by the body. Returns how many
+ * decoded, so a test can check the success path was reached.
+ */
+function checkDecoder<T>(
+  inputs: fc.Arbitrary<T>,
+  runs: number,
+  prepare: (input: T) => { body: Uint8Array; decode: (body: Uint8Array) => unknown } | null,
+): number {
+  let decoded = 0;
+  fc.assert(
+    fc.property(inputs, (input) => {
+      const p = prepare(input);
+      if (!p) return;
+      let result: unknown;
+      try {
+        result = p.decode(p.body);
+      } catch (e) {
+        expectTyped(e, ProtocolError);
+        return;
+      }
+      expectBounded(result, p.body);
+      decoded++;
+    }),
+    fcParams(fuzzRuns(runs)),
+  );
+  return decoded;
+}
+
 const frontendContexts: FrontendDecodeContext[] = [
   {},
   { passwordMessage: 'password' },
@@ -337,19 +364,10 @@ describe('decoder fuzzing: damaged valid messages', () => {
   it(
     'decodeBackend: a message or a ProtocolError, bounded by the body',
     () => {
-      let decoded = 0;
-      fc.assert(
-        fc.property(damaged(typedCorpus(backendWire)), (input) => {
-          if (input.length === 0) return;
-          const body = input.subarray(1);
-          try {
-            expectBounded(decodeBackend({ type: input[0]!, body }), body);
-            decoded++;
-          } catch (e) {
-            expectTyped(e, ProtocolError);
-          }
-        }),
-        fcParams(fuzzRuns(3000)),
+      const decoded = checkDecoder(damaged(typedCorpus(backendWire)), 3000, (input) =>
+        input.length === 0
+          ? null
+          : { body: input.subarray(1), decode: (body) => decodeBackend({ type: input[0]!, body }) },
       );
       // Not every mutation breaks a message (a flipped bit in a string stays a string): the corpus
       // must keep reaching the success path, or the property checks only the error path.
@@ -361,23 +379,11 @@ describe('decoder fuzzing: damaged valid messages', () => {
   it(
     'decodeFrontend in every password-message context: a message or a ProtocolError, bounded by the body',
     () => {
-      let decoded = 0;
-      fc.assert(
-        fc.property(
-          damaged(typedCorpus(frontendWire)),
-          fc.constantFrom(...frontendContexts),
-          (input, ctx) => {
-            if (input.length === 0) return;
-            const body = input.subarray(1);
-            try {
-              expectBounded(decodeFrontend({ type: input[0]!, body }, ctx), body);
-              decoded++;
-            } catch (e) {
-              expectTyped(e, ProtocolError);
-            }
-          },
-        ),
-        fcParams(fuzzRuns(3000)),
+      const inputs = fc.tuple(damaged(typedCorpus(frontendWire)), fc.constantFrom(...frontendContexts));
+      const decoded = checkDecoder(inputs, 3000, ([input, ctx]) =>
+        input.length === 0
+          ? null
+          : { body: input.subarray(1), decode: (body) => decodeFrontend({ type: input[0]!, body }, ctx) },
       );
       expect(decoded).toBeGreaterThan(0);
     },
@@ -387,19 +393,9 @@ describe('decoder fuzzing: damaged valid messages', () => {
   it(
     'decodeStartupPacket: a packet or a ProtocolError, bounded by the body',
     () => {
-      let decoded = 0;
-      fc.assert(
-        fc.property(damaged(startupBodies), (body) => {
-          try {
-            expectBounded(decodeStartupPacket(body), body);
-            decoded++;
-          } catch (e) {
-            expectTyped(e, ProtocolError);
-          }
-        }),
-        fcParams(fuzzRuns(2000)),
-      );
-      expect(decoded).toBeGreaterThan(0);
+      expect(
+        checkDecoder(damaged(startupBodies), 2000, (body) => ({ body, decode: decodeStartupPacket })),
+      ).toBeGreaterThan(0);
     },
     FUZZ_TIMEOUT,
   );
@@ -408,16 +404,9 @@ describe('decoder fuzzing: damaged valid messages', () => {
     'decodeDataRowText: strings or a ProtocolError, bounded by the body',
     () => {
       const rows = typedCorpus(backendWire.filter((m) => m[0] === 0x44)).map((m) => m.subarray(1));
-      fc.assert(
-        fc.property(damaged(rows), (body) => {
-          try {
-            expectBounded(decodeDataRowText(body), body);
-          } catch (e) {
-            expectTyped(e, ProtocolError);
-          }
-        }),
-        fcParams(fuzzRuns(2000)),
-      );
+      expect(
+        checkDecoder(damaged(rows), 2000, (body) => ({ body, decode: decodeDataRowText })),
+      ).toBeGreaterThan(0);
     },
     FUZZ_TIMEOUT,
   );
@@ -478,37 +467,18 @@ describe('decoder fuzzing: damaged streams through the Framer', () => {
 describe('decoder fuzzing: the peer certificate (DER) behind tls-server-end-point', () => {
   // Under sslmode=require the certificate is not verified, so its DER is attacker-chosen when
   // SCRAM-SHA-256-PLUS reads the signature algorithm out of it.
-  let dir = '';
+  let tmp: OpensslDir | undefined;
   const certs: Uint8Array[] = [];
 
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'pgconn-der-'));
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    const cert = (name: string, keyArgs: string[], signArgs: string[]): void => {
-      openssl(
-        'req',
-        '-x509',
-        ...keyArgs,
-        ...signArgs,
-        '-subj',
-        '/CN=fuzz',
-        '-days',
-        '1',
-        '-out',
-        `${name}.pem`,
-      );
-      openssl('x509', '-in', `${name}.pem`, '-outform', 'DER', '-out', `${name}.der`);
-      certs.push(new Uint8Array(readFileSync(join(dir, `${name}.der`))));
-    };
-    openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ec.key');
-    openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', 'rsa.key');
-    cert('ec', ['-key', 'ec.key'], ['-sha384']);
-    cert('pss', ['-key', 'rsa.key'], ['-sha256', '-sigopt', 'rsa_padding_mode:pss']);
+    tmp = opensslDir('pgconn-der-');
+    tmp.openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ec.key');
+    tmp.openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', 'rsa.key');
+    certs.push(tmp.cert('ec', ['-key', 'ec.key'], ['-sha384']));
+    certs.push(tmp.cert('pss', ['-key', 'rsa.key'], ['-sha256', '-sigopt', 'rsa_padding_mode:pss']));
   }, 30_000);
 
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => tmp?.remove());
 
   it(
     'a hash or an AuthError, whatever the bytes',
