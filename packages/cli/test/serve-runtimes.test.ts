@@ -5,9 +5,10 @@
  * runtimes; SIGTERM to the Node parent reaches the server, which shuts down cleanly.
  */
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PSQL, pgInstall } from '@pgconn/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, run, type Served, serve, stopAllServers, tempDir } from './serve-harness.ts';
+import { BIN, cli, run, type Served, serve, stopAllServers, tempDir } from './serve-harness.ts';
 
 const dir = tempDir('pgconn-serve-runtimes-');
 
@@ -24,6 +25,9 @@ describe.each(['bun', 'deno'] as const)('pgconn serve --runtime %s', (runtime) =
   beforeAll(async () => {
     server = await serve(['--runtime', runtime, '--tls-dir', certs, '--direct-tls']);
   }, 60_000);
+  const conninfo = () =>
+    `host=localhost port=${server.port} user=postgres password=postgres sslmode=verify-full ` +
+    `sslrootcert=${ca} sslnegotiation=direct channel_binding=require`;
 
   it('runs on that runtime', () => {
     expect(server.log()).toMatch(new RegExp(`runtime=${runtime} \\d+\\.\\d+`));
@@ -74,6 +78,20 @@ describe.each(['bun', 'deno'] as const)('pgconn serve --runtime %s', (runtime) =
     },
     30_000,
   );
+
+  it(`${runtime} running the CLI itself (no --runtime) stays on ${runtime}`, async () => {
+    const bin = fileURLToPath(new URL(`../../../node_modules/.bin/${runtime}`, import.meta.url));
+    const r = await run(
+      bin,
+      [...(runtime === 'deno' ? ['run', '-A'] : []), BIN, 'probe', '--json', conninfo()],
+      {
+        PATH: process.env.PATH ?? '',
+        HOME: '/nonexistent',
+      },
+    );
+    expect(r.stderr).toBe('');
+    expect((JSON.parse(r.stdout) as { runtime: string }).runtime).toMatch(new RegExp(`^${runtime} `));
+  }, 30_000);
 
   it('SIGTERM to the Node parent stops the server: exit 0, "shut down" logged', async () => {
     const status = await server.stop('SIGTERM');

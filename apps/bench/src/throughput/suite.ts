@@ -819,10 +819,13 @@ export async function memorySection(ctx: Ctx): Promise<void> {
         cells.push({
           base,
           once: async () => {
+            // A peer that ignores backpressure (pg and postgres.js on Deno buffer the whole stream
+            // and crawl) is stopped after 90 s instead of the generic limit; a run takes 3-15 s.
+            const limit = timeout(cfg, copyBytes(rows, cfg.rowWidth) * 8);
             const r = (await ctx.exec(
               rt,
               job,
-              timeout(cfg, copyBytes(rows, cfg.rowWidth) * 8),
+              driver === 'pgconn' ? limit : Math.min(limit, 90_000),
             )) as SlowReadResult;
             const mib = (n: number) => (n / 2 ** 20).toFixed(1);
             return {

@@ -45,7 +45,7 @@ export interface ProbeReport {
 const USAGE = 'usage: pgconn probe [--json] [--runtime node|bun|deno] [conninfo|URI]';
 
 export function parseProbeArgs(argv: string[]): ProbeArgs {
-  const args: ProbeArgs = { json: false, runtime: 'node' };
+  const args: ProbeArgs = { json: false, runtime: CURRENT_RUNTIME };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--json') args.json = true;

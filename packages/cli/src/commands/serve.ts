@@ -101,7 +101,8 @@ export function parseServeArgs(argv: string[]): ServeArgs {
   }
   const auth = str('--auth') ?? 'scram-sha-256';
   if (!AUTH_METHODS.includes(auth as AuthMethod)) bad(`invalid --auth value: "${auth}"`);
-  const runtime = str('--runtime') ?? 'node';
+  // Default: the runtime this process runs on (`bun bin.js serve` serves on Bun).
+  const runtime = str('--runtime') ?? CURRENT_RUNTIME;
   if (runtime !== 'node' && runtime !== 'bun' && runtime !== 'deno')
     bad(`invalid --runtime value: "${runtime}"`);
 
