@@ -12,8 +12,6 @@ import { OptionError, type Transport } from '@pgconn/core';
 
 export type RuntimeName = 'node' | 'bun' | 'deno';
 
-export const RUNTIMES: readonly RuntimeName[] = ['node', 'bun', 'deno'];
-
 const g = globalThis as { Bun?: unknown; Deno?: unknown };
 /** The runtime this process runs on. */
 export const CURRENT_RUNTIME: RuntimeName =
@@ -38,14 +36,14 @@ export async function currentTransport(): Promise<Transport> {
 }
 
 /** The runtime's binary: node_modules/.bin in this file's directory or above, then PATH. */
-export function findRuntimeBinary(runtime: RuntimeName, path = process.env.PATH ?? ''): string | null {
+function findRuntimeBinary(runtime: RuntimeName): string | null {
   if (runtime === CURRENT_RUNTIME) return process.execPath;
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
     const bin = join(dir, 'node_modules', '.bin', runtime);
     if (existsSync(bin)) return bin;
     if (dirname(dir) === dir) break;
   }
-  for (const dir of path.split(delimiter)) {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir && existsSync(join(dir, runtime))) return join(dir, runtime);
   }
   return null;
@@ -68,14 +66,18 @@ export function runUnder(runtime: RuntimeName, argv: readonly string[]): Promise
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: 'inherit' });
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
-    process.on('SIGINT', forward);
-    process.on('SIGTERM', forward);
-    child.once('error', (e) =>
-      reject(new OptionError(`--runtime ${runtime}: could not start ${bin}: ${e.message}`)),
-    );
-    child.once('exit', (code) => {
+    const release = () => {
       process.off('SIGINT', forward);
       process.off('SIGTERM', forward);
+    };
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.once('error', (e) => {
+      release();
+      reject(new OptionError(`--runtime ${runtime}: could not start ${bin}: ${e.message}`));
+    });
+    child.once('exit', (code) => {
+      release();
       resolve(code ?? 1);
     });
   });

@@ -333,7 +333,8 @@ export class Connection {
   /**
    * COPY ... TO STDOUT: yields each CopyData payload. A yielded view is valid until the next
    * iteration step (it points into the receive buffer: no copy is made). One promise per row: for
-   * bulk reads `copyOutTo` is several times cheaper per message.
+   * bulk reads `copyOutTo` is several times cheaper per message. The two share every step but the
+   * loop, which a generator must own to `yield` from it.
    */
   async *copyOut(sql: string): AsyncGenerator<Uint8Array, string, void> {
     this.enter();
