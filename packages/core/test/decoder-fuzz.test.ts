@@ -17,6 +17,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tlsServerEndPointHash } from '../src/auth/channel-binding.ts';
+import { certificateNames } from '../src/client/verify.ts';
 import {
   type BackendMessage,
   type BackendMessageOf,
@@ -37,7 +38,7 @@ import {
 } from '../src/codec/frontend.ts';
 import { decodeStartupPacket, encodeStartupPacket, type StartupPacket } from '../src/codec/startup.ts';
 import { Writer } from '../src/codec/writer.ts';
-import { AuthError, ProtocolError } from '../src/errors.ts';
+import { AuthError, ProtocolError, TlsError } from '../src/errors.ts';
 import { FUZZ_TIMEOUT, fcParams, fuzzRuns } from './fc.ts';
 import { type OpensslDir, opensslDir } from './openssl.ts';
 
@@ -476,6 +477,8 @@ describe('decoder fuzzing: the peer certificate (DER) behind tls-server-end-poin
     tmp.openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', 'rsa.key');
     certs.push(tmp.cert('ec', ['-key', 'ec.key'], ['-sha384']));
     certs.push(tmp.cert('pss', ['-key', 'rsa.key'], ['-sha256', '-sigopt', 'rsa_padding_mode:pss']));
+    const sans = ['-addext', 'subjectAltName=DNS:db.test,IP:192.0.2.1,IP:2001:db8::2,email:a@db.test'];
+    certs.push(tmp.cert('sans', ['-key', 'ec.key'], ['-sha256', ...sans]));
   }, 30_000);
 
   afterAll(() => tmp?.remove());
@@ -498,6 +501,31 @@ describe('decoder fuzzing: the peer certificate (DER) behind tls-server-end-poin
         fcParams(fuzzRuns(500)),
       );
       expect(hashed).toBeGreaterThan(0);
+    },
+    FUZZ_TIMEOUT,
+  );
+
+  it(
+    'the names verify-full reads, or a TlsError, whatever the bytes',
+    () => {
+      let named = 0;
+      fc.assert(
+        fc.property(damaged(certs), (der) => {
+          try {
+            const { altNames, commonNames } = certificateNames(der);
+            // Every name is a slice of the certificate: never more characters than it has bytes.
+            let chars = 0;
+            for (const n of altNames) chars += n.kind === 'dns' ? n.name.length : n.address.length;
+            for (const cn of commonNames) chars += cn.length;
+            expect(chars).toBeLessThanOrEqual(der.length);
+            named++;
+          } catch (e) {
+            expectTyped(e, TlsError);
+          }
+        }),
+        fcParams(fuzzRuns(500)),
+      );
+      expect(named).toBeGreaterThan(0);
     },
     FUZZ_TIMEOUT,
   );

@@ -71,7 +71,7 @@ describe('private keys', () => {
     }
   });
 
-  it('fails with OpenSSL\'s "bad decrypt" for a wrong or missing passphrase (libpq: SSL error: bad decrypt)', () => {
+  it('fails to load the key for a wrong or missing passphrase (OpenSSL: bad decrypt, as libpq)', () => {
     for (const key of [encrypted, new Uint8Array(encryptedDer)]) {
       for (const passphrase of ['wrong', undefined]) {
         let error: unknown;
@@ -80,7 +80,10 @@ describe('private keys', () => {
         } catch (e) {
           error = e;
         }
-        expect(error).toMatchObject({ reason: 'bad decrypt' });
+        // CBC padding catches a wrong passphrase 255 times in 256; otherwise OpenSSL decrypts to garbage
+        // and fails parsing it ('unsupported'), as libpq would. The key and salt are random per run.
+        expect(['bad decrypt', 'unsupported']).toContain((error as { reason?: string }).reason);
+        expect(String(error)).toMatch(/could not load private key/);
       }
     }
   });

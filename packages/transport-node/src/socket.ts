@@ -30,26 +30,7 @@ function clientCertVerdict(s: tls.TLSSocket): void {
   if (s.authorized || typeof handle?.verifyError !== 'function') return;
   const error = handle.verifyError();
   if (error) s.authorizationError = (error.code ?? error.message) as unknown as Error;
-  else if (s.getPeerCertificate()?.raw) s.authorized = true;
-}
-
-/**
- * Server-side SecureContexts, by what goes into them. Building one parses the key and certificates
- * (about 5 ms per connection on a busy 2-core machine, a third of a TLS+SCRAM handshake), so
- * accepted connections share it, as tls.Server shares its own. ALPN and client-certificate requests
- * are per socket and stay out of the key.
- */
-const serverContexts = new Map<string, tls.SecureContext>();
-
-function serverContext(o: tls.TlsOptions): tls.SecureContext {
-  const id = JSON.stringify([o.cert, o.key, o.passphrase, o.ca, o.crl, o.minVersion, o.maxVersion]);
-  let ctx = serverContexts.get(id);
-  if (!ctx) {
-    ctx = tls.createSecureContext(o);
-    if (serverContexts.size >= 8) serverContexts.delete(serverContexts.keys().next().value!);
-    serverContexts.set(id, ctx);
-  }
-  return ctx;
+  else if (s.getPeerX509Certificate()) s.authorized = true;
 }
 
 export class NodeSocket implements TransportSocket, ServerTransportSocket {
@@ -128,14 +109,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
     raw.pause();
     // A direct TLS ClientHello was already read to see its first byte: hand it back to the stream.
     if (pending?.length) raw.unshift(Buffer.from(pending.buffer, pending.byteOffset, pending.byteLength));
-    const o = tlsServerOptions(options);
-    const secure = new tls.TLSSocket(raw, {
-      isServer: true,
-      secureContext: serverContext(o),
-      ALPNProtocols: o.ALPNProtocols,
-      requestCert: o.requestCert,
-      rejectUnauthorized: false,
-    });
+    const secure = new tls.TLSSocket(raw, { isServer: true, ...tlsServerOptions(options) });
     return this.adopt(secure, 'secure');
   }
 

@@ -42,45 +42,80 @@ function systemRoots(): string[] {
   return get ? get('system') : [...tls.rootCertificates];
 }
 
+/**
+ * SecureContexts by what goes into them (certificates, key, CAs, CRLs, versions: the file contents, so a
+ * changed file makes a new one). Building one parses all of that and costs a busy 2-core machine about a
+ * millisecond on the client (with a CA) and 5 ms on the server; connections with equal inputs share it,
+ * as tls.Server shares its own. ALPN, SNI and client-certificate requests are per socket.
+ */
+const contexts = new Map<string, tls.SecureContext>();
+
+function sharedContext(id: string, build: () => tls.SecureContextOptions): tls.SecureContext {
+  let ctx = contexts.get(id);
+  if (ctx)
+    contexts.delete(id); // re-inserted below: least recently used goes first
+  else {
+    ctx = tls.createSecureContext(build());
+    if (contexts.size >= 16) contexts.delete(contexts.keys().next().value!);
+  }
+  contexts.set(id, ctx);
+  return ctx;
+}
+
 export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
+  const cert = o.cert === undefined ? undefined : certPem(o.cert);
+  const key = o.key === undefined ? undefined : keyPem(o.key, o.passphrase);
+  // The system store is named rather than spelled out: it is ~200 KB of PEM.
+  const ca = o.useSystemCa ? 'system' : o.ca;
+  const id = JSON.stringify(['client', ca, cert, key, o.passphrase, o.crl, o.minVersion, o.maxVersion]);
+  const secureContext = sharedContext(id, () => {
+    const c: tls.SecureContextOptions = {};
+    if (o.useSystemCa) c.ca = systemRoots();
+    else if (o.ca) c.ca = o.ca;
+    if (cert !== undefined) c.cert = cert;
+    if (key !== undefined) c.key = key;
+    if (o.passphrase !== undefined) c.passphrase = o.passphrase;
+    // Node's `crl` parses one CRL per entry; a file such as root+server.crl holds several (libpq loads all).
+    if (o.crl?.length) c.crl = o.crl.flatMap(splitCrls);
+    if (o.minVersion) c.minVersion = o.minVersion;
+    if (o.maxVersion) c.maxVersion = o.maxVersion;
+    return c;
+  });
   const opts: tls.ConnectionOptions = {
+    secureContext,
     ALPNProtocols: o.alpnProtocols,
     rejectUnauthorized: false,
     checkServerIdentity: () => undefined,
   };
   if (o.servername !== undefined) opts.servername = o.servername;
-  if (o.useSystemCa) opts.ca = systemRoots();
-  else if (o.ca) opts.ca = o.ca;
-  if (o.cert !== undefined) opts.cert = certPem(o.cert);
-  if (o.key !== undefined) opts.key = keyPem(o.key, o.passphrase);
-  if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
-  // Node's `crl` parses one CRL per entry; a file such as root+server.crl holds several (libpq loads all).
-  if (o.crl?.length) opts.crl = o.crl.flatMap(splitCrls);
-  if (o.minVersion) opts.minVersion = o.minVersion;
-  if (o.maxVersion) opts.maxVersion = o.maxVersion;
   return opts;
 }
 
 export function tlsServerOptions(o: TlsServerOptions): tls.TlsOptions {
-  const opts: tls.TlsOptions = {
-    cert: certPem(o.cert),
-    key: keyPem(o.key, o.passphrase),
+  const cert = certPem(o.cert);
+  const key = keyPem(o.key, o.passphrase);
+  const id = JSON.stringify(['server', cert, key, o.passphrase, o.ca, o.crl, o.minVersion, o.maxVersion]);
+  const secureContext = sharedContext(id, () => {
+    const c: tls.SecureContextOptions = { cert, key };
+    if (o.passphrase !== undefined) c.passphrase = o.passphrase;
+    if (o.ca) c.ca = o.ca;
+    if (o.crl?.length) c.crl = o.crl.flatMap(splitCrls);
+    if (o.minVersion) c.minVersion = o.minVersion;
+    if (o.maxVersion) c.maxVersion = o.maxVersion;
+    return c;
+  });
+  return {
+    secureContext,
     ALPNProtocols: o.alpnProtocols,
     // The core decides what an unverified client certificate means (cert auth fails, trust passes).
     requestCert: o.requestCert ?? false,
     rejectUnauthorized: false,
   };
-  if (o.passphrase !== undefined) opts.passphrase = o.passphrase;
-  if (o.ca) opts.ca = o.ca;
-  if (o.crl?.length) opts.crl = o.crl.flatMap(splitCrls);
-  if (o.minVersion) opts.minVersion = o.minVersion;
-  if (o.maxVersion) opts.maxVersion = o.maxVersion;
-  return opts;
 }
 
 export function tlsInfoOf(s: tls.TLSSocket): TlsInfo {
-  const peer = s.getPeerCertificate(false);
-  const raw = peer && 'raw' in peer && peer.raw ? peer.raw : undefined;
+  // getPeerX509Certificate() decodes nothing until asked; getPeerCertificate() builds a whole object.
+  const raw = s.getPeerX509Certificate()?.raw;
   const info: TlsInfo = {
     authorized: s.authorized,
     alpnProtocol: s.alpnProtocol || null,

@@ -76,6 +76,9 @@ export function processExecutor(lab: Lab): Executor {
   return async (rt, job, timeoutMs) => {
     const [cmd, ...pre] = rt.command;
     const flags = rt.id === 'node' && job.kind === 'slow-read' ? ['--expose-gc'] : [];
+    // BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" profiles every Node worker (NODE_OPTIONS refuses --cpu-prof).
+    if (rt.id === 'node' && process.env.BENCH_NODE_FLAGS)
+      flags.push(...process.env.BENCH_NODE_FLAGS.split(/\s+/));
     const r = await run(cmd!, [...pre, ...flags, worker, JSON.stringify(job)], { cwd: lab.root, timeoutMs });
     const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
     if (r.code !== 0 || !line) {

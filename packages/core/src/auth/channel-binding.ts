@@ -12,16 +12,15 @@
  * - an unknown algorithm or unparsable parameters: `could not determine server certificate signature
  *   algorithm`.
  *
- * SHA-256/384/512 run on WebCrypto; the rarer SHA-224, SHA-512/224, SHA-512/256 and SHA-3 digests (which
- * OpenSSL also supports, and WebCrypto lacks) come from @noble/hashes.
+ * Every digest comes from @noble/hashes, synchronously: WebCrypto lacks SHA-224, SHA-512/t and SHA-3
+ * (which OpenSSL supports), and its asynchronous SHA-256 of a few KiB costs more than it saves.
  */
 
-import { sha224, sha512_224, sha512_256 } from '@noble/hashes/sha2.js';
+import { sha224, sha256, sha384, sha512, sha512_224, sha512_256 } from '@noble/hashes/sha2.js';
 import { sha3_224, sha3_256, sha3_384, sha3_512 } from '@noble/hashes/sha3.js';
-import { AsnConvert, AsnProp, AsnPropTypes } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
 import { AuthError } from '../errors.ts';
-import { owned } from './bytes.ts';
+import { algorithmIdentifier, signatureAlgorithm } from '../x509/certificate.ts';
+import { context, expectTlv, readTlv, TAG } from '../x509/der.ts';
 
 export type HashName =
   | 'MD5'
@@ -100,52 +99,37 @@ const DIGEST_OID: Readonly<Record<string, HashName>> = {
 };
 
 /**
- * RSASSA-PSS-params (RFC 4055 / RFC 8017 A.2.3), all fields explicitly tagged and optional:
- *   hashAlgorithm [0] HashAlgorithm DEFAULT sha1, maskGenAlgorithm [1] ..., saltLength [2] INTEGER,
- *   trailerField [3] INTEGER
- * Declared with asn1-schema's AsnProp applied by hand (no decorator syntax in this build).
+ * RSASSA-PSS-params (RFC 4055 / RFC 8017 A.2.3): SEQUENCE { hashAlgorithm [0] HashAlgorithm DEFAULT
+ * sha1, maskGenAlgorithm [1], saltLength [2], trailerField [3] }, all explicitly tagged and optional.
+ * Returns the hashAlgorithm's OID, or undefined for the default.
  */
-class RsaSsaPssParams {
-  declare hashAlgorithm?: AlgorithmIdentifier;
-  declare maskGenAlgorithm?: AlgorithmIdentifier;
-  declare saltLength?: number;
-  declare trailerField?: number;
+function pssHashOid(params: Uint8Array): string | undefined {
+  const seq = expectTlv(params, 0, params.length, TAG.SEQUENCE, 'RSASSA-PSS-params');
+  if (seq.end !== params.length || seq.start === seq.end) return undefined;
+  const first = readTlv(params, seq.start, seq.end);
+  if (first.tag !== context(0, true)) return undefined;
+  const alg = expectTlv(params, first.start, first.end, TAG.SEQUENCE, 'hashAlgorithm');
+  return algorithmIdentifier(params, alg).algorithm;
 }
-AsnProp({ type: AlgorithmIdentifier, context: 0, optional: true })(
-  RsaSsaPssParams.prototype,
-  'hashAlgorithm',
-);
-AsnProp({ type: AlgorithmIdentifier, context: 1, optional: true })(
-  RsaSsaPssParams.prototype,
-  'maskGenAlgorithm',
-);
-AsnProp({ type: AsnPropTypes.Integer, context: 2, optional: true })(RsaSsaPssParams.prototype, 'saltLength');
-AsnProp({ type: AsnPropTypes.Integer, context: 3, optional: true })(
-  RsaSsaPssParams.prototype,
-  'trailerField',
-);
 
 const UNDETERMINED = 'could not determine server certificate signature algorithm';
 
 /** The digest of the certificate's signature algorithm, before the MD5/SHA-1 → SHA-256 rule. */
 export function certificateSignatureHash(certDer: Uint8Array): HashName {
-  let cert: Certificate;
+  let algorithm: string;
+  let hashOid: string | undefined;
   try {
-    cert = AsnConvert.parse(owned(certDer), Certificate);
+    const alg = signatureAlgorithm(certDer);
+    algorithm = alg.algorithm;
+    if (algorithm === RSASSA_PSS) {
+      if (!alg.parameters) throw new AuthError(UNDETERMINED); // OpenSSL requires the parameters for PSS
+      hashOid = pssHashOid(alg.parameters);
+    }
   } catch {
     throw new AuthError(UNDETERMINED);
   }
-  const { algorithm, parameters } = cert.signatureAlgorithm;
   if (algorithm === RSASSA_PSS) {
-    if (!parameters) throw new AuthError(UNDETERMINED); // OpenSSL requires the parameters for PSS
-    let params: RsaSsaPssParams;
-    try {
-      params = AsnConvert.parse(parameters, RsaSsaPssParams);
-    } catch {
-      throw new AuthError(UNDETERMINED);
-    }
-    const oid = params.hashAlgorithm?.algorithm;
-    const hash = oid === undefined ? 'SHA-1' : DIGEST_OID[oid];
+    const hash = hashOid === undefined ? 'SHA-1' : DIGEST_OID[hashOid];
     if (!hash) throw new AuthError(UNDETERMINED);
     return hash;
   }
@@ -155,16 +139,18 @@ export function certificateSignatureHash(certDer: Uint8Array): HashName {
   throw new AuthError(UNDETERMINED);
 }
 
-async function digest(hash: HashName, data: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
+/** Synchronous: a certificate is a few KiB, and WebCrypto's asynchronous digest costs more in latency. */
+function digest(hash: HashName, data: Uint8Array): Uint8Array {
   switch (hash) {
     case 'MD5':
     case 'SHA-1':
     case 'SHA-256':
       // RFC 5929 §4.1: MD5 and SHA-1 are replaced by SHA-256.
-      return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', data));
+      return sha256(data);
     case 'SHA-384':
+      return sha384(data);
     case 'SHA-512':
-      return new Uint8Array(await globalThis.crypto.subtle.digest(hash, data));
+      return sha512(data);
     case 'SHA-224':
       return sha224(data);
     case 'SHA-512/224':
@@ -188,6 +174,5 @@ async function digest(hash: HashName, data: Uint8Array<ArrayBuffer>): Promise<Ui
  * digest cannot be determined (unknown algorithm, Ed25519/Ed448, malformed certificate).
  */
 export async function tlsServerEndPointHash(certDer: Uint8Array): Promise<Uint8Array> {
-  const hash = certificateSignatureHash(certDer);
-  return digest(hash, owned(certDer));
+  return digest(certificateSignatureHash(certDer), certDer);
 }

@@ -8,9 +8,12 @@
  * decisions (nonce or signature mismatch, channel-binding check, wrong proof, downgrade) throw
  * AuthError. Once a step has thrown, the object is dead and every further call throws AuthError.
  *
- * Crypto: WebCrypto only (PBKDF2 via deriveBits, HMAC via sign, SHA-256 via digest); every comparison
- * of nonces, keys and signatures is constant-time (CVE-2026-6478).
+ * Crypto: PBKDF2 on WebCrypto (deriveBits; native, and thousands of iterations), HMAC and SHA-256 of
+ * the short exchange values on @noble/hashes; every comparison of nonces, keys and signatures is
+ * constant-time (CVE-2026-6478).
  */
+import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { AuthError, OptionError, ProtocolError } from '../errors.ts';
 import { concatBytes, fromBase64, fromLatin1, latin1, owned, toBase64, utf8 } from './bytes.ts';
 import { constantTimeEqual } from './constant-time.ts';
@@ -56,17 +59,18 @@ const SERVER_KEY = utf8('Server Key');
 const COMMA = utf8(',');
 
 // ---------------------------------------------------------------------------------------------
-// Crypto primitives (WebCrypto)
+// Crypto primitives
 
 const subtle = (): SubtleCrypto => globalThis.crypto.subtle;
 
-async function hmac(key: Uint8Array, data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
-  const k = await subtle().importKey('raw', owned(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return new Uint8Array(await subtle().sign('HMAC', k, owned(data)));
+// HMAC and SHA-256 of a few dozen bytes run synchronously (@noble/hashes): each WebCrypto call is a
+// round trip through the runtime's thread pool, and an exchange makes seven of them.
+function hmac(key: Uint8Array, data: Uint8Array): Uint8Array<ArrayBuffer> {
+  return nobleHmac(nobleSha256, key, data) as Uint8Array<ArrayBuffer>;
 }
 
-async function sha256(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
-  return new Uint8Array(await subtle().digest('SHA-256', owned(data)));
+function sha256(data: Uint8Array): Uint8Array<ArrayBuffer> {
+  return nobleSha256(data) as Uint8Array<ArrayBuffer>;
 }
 
 /** Hi() of RFC 5802: PBKDF2-HMAC-SHA-256 with a 32-byte output. */
@@ -177,9 +181,9 @@ export function checkIterations(n: number, what: string): number {
 async function deriveKeys(password: string | Uint8Array, salt: Uint8Array, iterations: number) {
   try {
     const sp = await saltedPassword(pgSaslprep(password), salt, iterations);
-    const clientKey = await hmac(sp, CLIENT_KEY);
-    const storedKey = await sha256(clientKey);
-    const serverKey = await hmac(sp, SERVER_KEY);
+    const clientKey = hmac(sp, CLIENT_KEY);
+    const storedKey = sha256(clientKey);
+    const serverKey = hmac(sp, SERVER_KEY);
     return { clientKey, storedKey, serverKey };
   } catch (e) {
     // WebCrypto refusing its input (a runtime that rejects an empty PBKDF2 password, say).
@@ -257,7 +261,7 @@ export async function mockVerifier(
 ): Promise<ScramVerifier> {
   checkIterations(iterations, 'SCRAM iteration count');
   const seed = typeof secretSeed === 'string' ? utf8(secretSeed) : secretSeed;
-  const digest = await sha256(concatBytes(utf8(user), seed));
+  const digest = sha256(concatBytes(utf8(user), seed));
   return {
     iterations,
     salt: digest.slice(0, SCRAM_DEFAULT_SALT_LENGTH),
@@ -389,9 +393,9 @@ export class ScramClient {
       const authMessage = concatBytes(this.clientFirstBare, COMMA, serverFirst, COMMA, withoutProof);
 
       const { clientKey, storedKey, serverKey } = await deriveKeys(this.password, salt, iterations);
-      const clientSignature = await hmac(storedKey, authMessage);
+      const clientSignature = hmac(storedKey, authMessage);
       const proof = xor(clientKey, clientSignature);
-      this.serverSignature = await hmac(serverKey, authMessage);
+      this.serverSignature = hmac(serverKey, authMessage);
 
       this.state = 'final-sent';
       return concatBytes(withoutProof, utf8(`,p=${toBase64(proof)}`));
@@ -613,12 +617,12 @@ export class ScramServer {
       const withoutProof = text.slice(0, proofStart);
       const authMessage = fromLatin1(`${this.clientFirstBare},${this.serverFirst},${withoutProof}`);
       // Always compute the proof, even when doomed, so timing does not reveal whether the role exists.
-      const clientSignature = await hmac(this.verifier.storedKey, authMessage);
+      const clientSignature = hmac(this.verifier.storedKey, authMessage);
       const clientKey = xor(proof, clientSignature);
-      const ok = constantTimeEqual(await sha256(clientKey), this.verifier.storedKey);
+      const ok = constantTimeEqual(sha256(clientKey), this.verifier.storedKey);
       if (!ok || this.doomed) throw new AuthError('SCRAM authentication failed: invalid client proof');
 
-      const serverSignature = await hmac(this.verifier.serverKey, authMessage);
+      const serverSignature = hmac(this.verifier.serverKey, authMessage);
       this.state = 'done';
       return utf8(`v=${toBase64(serverSignature)}`);
     } catch (e) {

@@ -6,17 +6,10 @@
  * - a SAN of the host's own type disables the CN fallback;
  * - wildcards: "*." prefix only, matching exactly one non-empty label, case-insensitive.
  */
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { Certificate } from '@peculiar/asn1-x509';
-import * as asn1js from 'asn1js';
 import { TlsError } from '../errors.ts';
+import { certificateNameFields, parseSubjectAltNames, type SubjectAltName } from '../x509/certificate.ts';
 
-const OID_SUBJECT_ALT_NAME = '2.5.29.17';
-const OID_COMMON_NAME = '2.5.4.3';
-const GN_DNS = 2;
-const GN_IP = 7;
-
-export type SubjectAltName = { kind: 'dns'; name: string } | { kind: 'ip'; address: Uint8Array };
+export type { SubjectAltName } from '../x509/certificate.ts';
 
 export interface CertificateNames {
   /** dNSName and iPAddress entries in certificate order (libpq reports the first one examined). */
@@ -27,39 +20,21 @@ export interface CertificateNames {
 
 /** Extracts the names libpq considers from a DER certificate. */
 export function certificateNames(der: Uint8Array): CertificateNames {
-  let cert: Certificate;
+  let fields: ReturnType<typeof certificateNameFields>;
   try {
-    cert = AsnConvert.parse(der, Certificate);
+    fields = certificateNameFields(der);
   } catch (e) {
     throw new TlsError(`could not parse server certificate: ${(e as Error).message}`);
   }
-  const altNames: SubjectAltName[] = [];
-  for (const ext of cert.tbsCertificate.extensions ?? []) {
-    if (ext.extnID !== OID_SUBJECT_ALT_NAME) continue;
-    const parsed = asn1js.fromBER(ext.extnValue.buffer);
-    if (parsed.offset === -1 || !(parsed.result instanceof asn1js.Sequence)) {
+  let altNames: SubjectAltName[] = [];
+  if (fields.altNameValue) {
+    try {
+      altNames = parseSubjectAltNames(fields.altNameValue);
+    } catch {
       throw new TlsError('could not parse the subjectAltName extension of the server certificate');
     }
-    for (const item of parsed.result.valueBlock.value) {
-      const tag = item.idBlock.tagNumber;
-      if (item.idBlock.tagClass !== 3) continue; // context-specific tags only
-      const raw = (item.valueBlock as unknown as { valueHexView: Uint8Array }).valueHexView;
-      if (tag === GN_DNS) altNames.push({ kind: 'dns', name: latin1(raw) });
-      else if (tag === GN_IP) altNames.push({ kind: 'ip', address: new Uint8Array(raw) });
-    }
   }
-  const commonNames: string[] = [];
-  for (const rdn of cert.tbsCertificate.subject) {
-    for (const atv of rdn) if (atv.type === OID_COMMON_NAME) commonNames.push(atv.value.toString());
-  }
-  return { altNames, commonNames };
-}
-
-// dNSName is an IA5String; decoding byte-for-byte keeps an embedded NUL visible for the check below.
-function latin1(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return s;
+  return { altNames, commonNames: fields.commonNames };
 }
 
 /** inet_aton: 1-4 parts, each decimal, octal (0...) or hex (0x...), the last filling the rest. */
