@@ -65,7 +65,11 @@ export interface TransportSocket {
   write(bytes: Uint8Array): Promise<void>;
   /** Upgrades this socket to TLS in place (after SSLRequest → 'S'). No read may be pending. */
   startTls(options: TlsClientOptions): Promise<TlsInfo>;
-  /** Sends close_notify when TLS is active, then closes the socket. Idempotent. */
+  /**
+   * Sends close_notify when TLS is active, then FIN, and releases the socket. A client socket does
+   * not wait for the peer (libpq's PQfinish neither); a server socket may wait for the client's FIN
+   * for a short grace period, so a reset does not cut off its last ErrorResponse. Idempotent.
+   */
   close(): Promise<void>;
   /** Closes at once without any goodbye (after a protocol violation). */
   destroy(): void;

@@ -36,9 +36,11 @@ const isAddr = (a: Deno.Addr): a is Deno.NetAddr => a.transport === 'tcp';
 class TlsReader {
   private readonly chunks: ChunkQueue;
 
+  /** `linger`: close() waits for the peer's close (server side); a client lets go once flushed. */
   constructor(
     readonly sock: tls.TLSSocket,
     bridge: ConnBridge,
+    private readonly linger: boolean,
   ) {
     // Pausing the TLSSocket alone does not stop Deno's node:tls from reading: hold the bridge too.
     this.chunks = new ChunkQueue(
@@ -98,9 +100,11 @@ class TlsReader {
         clearTimeout(timer);
         resolve();
       });
-      // end() sends close_notify, then the bridge half-closes (FIN); the peer's reply data is dropped,
-      // but it must be read (a held bridge would never see the peer's FIN).
-      s.end();
+      // end() sends close_notify, then the bridge half-closes (FIN). A client then lets go, as libpq's
+      // PQfinish does; a server waits for the peer, reading and dropping its data (a held bridge would
+      // never see the peer's FIN).
+      if (this.linger) s.end();
+      else s.end(() => s.destroy());
       this.chunks.unpause();
       s.resume();
     });
@@ -206,7 +210,7 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
     const bridge = connDuplex(this.conn);
     const s = tlsConnect({ ...opts, socket: bridge.duplex });
     await this.settle(handshake(s, 'secureConnect', signal));
-    this.tls = new TlsReader(s, bridge);
+    this.tls = new TlsReader(s, bridge, false);
     return tlsInfoOf(s);
   }
 
@@ -217,7 +221,7 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
     const bridge = connDuplex(this.conn, pending);
     const s = new TLSSocket(bridge.duplex, { isServer: true, ...opts });
     await this.settle(handshake(s, 'secure'));
-    this.tls = new TlsReader(s, bridge);
+    this.tls = new TlsReader(s, bridge, true);
     return serverTlsInfo(s);
   }
 

@@ -13,7 +13,7 @@ export class NodeListener implements Listener {
     this.server = server;
     server.on('connection', (sock) => {
       sock.setNoDelay(true);
-      const s = new NodeSocket(sock);
+      const s = new NodeSocket(sock, 'server');
       const w = this.waiters.shift();
       if (w) w(s);
       else this.pending.push(s);

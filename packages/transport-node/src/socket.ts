@@ -43,7 +43,15 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
   private readonly onError = (e: Error) => this.chunks.end(e);
   private readonly onClose = () => this.chunks.end(null);
 
-  constructor(sock: Socket) {
+  /**
+   * @param role 'client' closes like libpq's PQfinish (the goodbye is flushed, then the socket is
+   *   released without waiting for the peer); 'server' waits for the client's FIN (up to 2 s), so an
+   *   ErrorResponse is not cut off by a reset while the client is still sending.
+   */
+  constructor(
+    sock: Socket,
+    private readonly role: 'client' | 'server' = 'client',
+  ) {
     this.sock = sock;
     this.chunks = new ChunkQueue(this.flowOf(sock), HIGH_WATER);
     this.attach();
@@ -152,8 +160,9 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
         clearTimeout(timer);
         resolve();
       });
-      // end() sends close_notify on a TLS socket, then FIN; we do not wait for the peer's reply data.
-      s.end();
+      // end() sends close_notify on a TLS socket, then FIN; the peer's reply data is never read.
+      if (this.role === 'client') s.end(() => s.destroy());
+      else s.end();
       s.resume();
     });
   }
