@@ -199,7 +199,9 @@ export class Connection {
   onNotice: ((fields: NoticeFields) => void) | null = null;
   private readonly socket: TransportSocket;
   private readonly framer = new Framer();
-  private readonly writer = new Writer(64 * 1024);
+  // Starts small and grows to the COPY batch size when a COPY needs it: an idle connection should
+  // not hold 64 KiB it never writes (a server with thousands of them measures it).
+  private readonly writer = new Writer();
   private busy = false;
   private closed = false;
 

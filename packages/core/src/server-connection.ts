@@ -138,7 +138,7 @@ export class ServerConnection {
   private readonly socket: ServerTransportSocket;
   private readonly framer = new Framer();
   /** Encodes replies; `flush()` sends what was encoded in one write. */
-  readonly writer: Writer = new Writer(64 * 1024);
+  readonly writer: Writer = new Writer(); // grows on demand: idle sessions hold 1 KiB, not 64
   private closed = false;
 
   constructor(socket: ServerTransportSocket, session: ServerSession) {
