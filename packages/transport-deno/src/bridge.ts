@@ -4,8 +4,9 @@
  * here on only the Duplex reads and writes it, and destroying the Duplex closes it.
  *
  * Reads are pulled: the Conn is read only while the TLS layer wants more ciphertext (backpressure
- * through `push()`'s return value), each time into a fresh buffer, because node:tls may keep the
- * chunk queued after `push()`.
+ * through `push()`'s return value). node:tls may keep a pushed chunk queued, so a large read is handed
+ * over and the next one gets a fresh buffer; a small one is pushed as a right-sized copy and its
+ * buffer reused (a kept 100-byte view must not pin 64 KiB).
  *
  * Deno's node:tls keeps reading its transport while the TLSSocket is paused (measured: 33 MB
  * decrypted and queued behind a paused socket, a 192 MB COPY held in memory). So the reader holds
@@ -14,7 +15,13 @@
 import { Duplex } from 'node:stream';
 import { writeAll } from './io.ts';
 
-const READ_SIZE = 64 * 1024;
+/**
+ * Read buffer sizes. A read is always pending on an idle connection, so its buffer is what an idle
+ * connection costs: it shrinks to MIN_READ while reads come back small (handshakes, queries) and
+ * doubles up to MAX_READ while they fill it (bulk transfers).
+ */
+const MIN_READ = 4 * 1024;
+const MAX_READ = 64 * 1024;
 
 /**
  * `pending`: bytes already read from the Conn that belong to the TLS stream (the ClientHello of a
@@ -72,6 +79,9 @@ export function connDuplex(conn: Deno.Conn, pending?: Uint8Array): ConnBridge {
     },
   });
 
+  let size = MIN_READ;
+  let spare: Uint8Array | null = null;
+
   async function pump(): Promise<void> {
     try {
       for (;;) {
@@ -79,14 +89,22 @@ export function connDuplex(conn: Deno.Conn, pending?: Uint8Array): ConnBridge {
           wanted = true;
           return;
         }
-        const buf = new Uint8Array(READ_SIZE);
+        const buf = spare?.length === size ? spare : new Uint8Array(size);
+        spare = null;
         const n = await conn.read(buf);
         if (duplex.destroyed) return;
         if (n === null) {
           duplex.push(null);
           return;
         }
-        if (!duplex.push(buf.subarray(0, n))) return; // resumes on the next read()
+        let chunk: Uint8Array;
+        if (n <= buf.length >>> 2) {
+          chunk = buf.slice(0, n);
+          spare = buf;
+        } else chunk = buf.subarray(0, n);
+        if (n === buf.length) size = Math.min(size * 2, MAX_READ);
+        else if (n <= size >>> 2) size = Math.max(size >>> 1, MIN_READ);
+        if (!duplex.push(chunk)) return; // resumes on the next read()
       }
     } catch (e) {
       if (!duplex.destroyed) duplex.destroy(e as Error);

@@ -239,6 +239,7 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
     if (this.tls) throw new Error(`${what}(): TLS is already active`);
     if (this.reading) throw new Error(`${what}() while a read is pending`);
     if (this.closed) throw new Error(`${what}(): socket is closed`);
+    this.spare = null; // the bridge reads from here on: the plaintext phase's 64 KiB is not needed again
   }
 
   async close(): Promise<void> {
