@@ -174,4 +174,16 @@ export function rssOf(pid: number): number | null {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far (Linux /proc, 100 Hz ticks), or null. */
+export function cpuSecondsOf(pid: number): number | null {
+  try {
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15)
+  } catch {
+    return null;
+  }
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

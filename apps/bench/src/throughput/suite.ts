@@ -19,7 +19,7 @@ import {
 } from './jobs.ts';
 import { BENCH_PASSWORD, BENCH_USER, isUnavailable, type Lab, TRUST_USER, type Unavailable } from './lab.ts';
 import type { BenchConfig, Figure, Mode } from './model.ts';
-import { run, sleep, stop, track, waitForLine } from './procs.ts';
+import { cpuSecondsOf, run, sleep, stop, track, waitForLine } from './procs.ts';
 import { mbps, percentile, summarize } from './stats.ts';
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -126,6 +126,8 @@ interface Sample {
   tls?: Figure['tls'];
   notes?: string[];
   connMs?: number;
+  /** The server process's own CPU per handshake (server section). */
+  serverCpuMs?: number;
 }
 
 /** One figure to measure: `once(round)` takes one timed sample (after its own short warm-up). */
@@ -743,8 +745,18 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       once: async () => {
         if (cfg.warmup)
           await pgbenchHandshakes(ctx, t, cfg.serverClients, Math.max(2, cfg.serverHandshakes / 10), lib18);
+        const cpu0 = cpuSecondsOf(s.svc!.pid);
         const r = await pgbenchHandshakes(ctx, t, cfg.serverClients, cfg.serverHandshakes, lib18);
-        return { value: r.connPerSec, notes: s.note ? [s.note] : [] };
+        const cpu1 = cpuSecondsOf(s.svc!.pid);
+        const sample: Sample = { value: r.connPerSec, notes: s.note ? [s.note] : [] };
+        if (cpu0 !== null && cpu1 !== null)
+          sample.serverCpuMs = ((cpu1 - cpu0) * 1000) / (cfg.serverClients * cfg.serverHandshakes);
+        return sample;
+      },
+      // pgbench runs on the same 2 cores: the server's own CPU per handshake says what its rate costs.
+      finish: (fig, samples) => {
+        const ms = samples.map((x) => x.serverCpuMs).filter((x): x is number => x !== undefined);
+        if (ms.length) fig.notes.push(`server CPU ${percentile(ms, 50).toFixed(2)} ms per handshake`);
       },
     };
   });
