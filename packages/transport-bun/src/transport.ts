@@ -3,7 +3,8 @@
  * The Bun transport: native sockets (Bun.connect, Bun.listen, upgradeTLS), Bun's resolver, and the
  * file access the core asks for (node:fs/promises, which Bun implements natively).
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import type {
   ConnectOptions,
   Endpoint,
@@ -79,6 +80,9 @@ const missing = (e: unknown): boolean => {
   return code === 'ENOENT' || code === 'ENOTDIR';
 };
 
+/** TLS files larger than this are read off the event loop. */
+const SYNC_READ_MAX = 256 * 1024;
+
 export class BunTransport implements Transport {
   readonly runtime = 'bun';
   readonly uid: number = process.getuid?.() ?? -1;
@@ -141,9 +145,11 @@ export class BunTransport implements Transport {
     return all.map((a) => a.address);
   }
 
+  /** Small regular files synchronously, as the Node transport does (and says why); others off the loop. */
   async readFile(path: string): Promise<Uint8Array | null> {
     try {
-      const b = await readFile(path);
+      const st = statSync(path);
+      const b = st.isFile() && st.size <= SYNC_READ_MAX ? readFileSync(path) : await readFile(path);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
       if (missing(e)) return null;
@@ -162,7 +168,7 @@ export class BunTransport implements Transport {
 
   async fileInfo(path: string): Promise<FileInfo | null> {
     try {
-      const s = await stat(path);
+      const s = statSync(path);
       return { isFile: s.isFile(), mode: s.mode & 0o7777, uid: s.uid };
     } catch (e) {
       if (missing(e)) return null;

@@ -64,10 +64,12 @@ declare namespace Deno {
   interface FileInfo {
     isFile: boolean;
     isDirectory: boolean;
+    size: number;
     mode: number | null;
     uid: number | null;
   }
   function readFile(path: string | URL): Promise<Uint8Array<ArrayBuffer>>;
+  function readFileSync(path: string | URL): Uint8Array<ArrayBuffer>;
   function readTextFileSync(path: string | URL): string;
   function readDir(path: string | URL): AsyncIterable<DirEntry>;
   function stat(path: string | URL): Promise<FileInfo>;
