@@ -289,6 +289,20 @@ async function writeKeyFiles(dir: string, name: string, key: KeyObject): Promise
   return { key: path, keyPem, keyDer: derPath };
 }
 
+/** Whether each passphrase fails to open the encrypted PKCS#8 key with OpenSSL's "bad decrypt". */
+function badDecryptFor(data: string | Buffer, format: 'pem' | 'der', passphrases: string[]): boolean {
+  return passphrases.every((passphrase) => {
+    try {
+      createPrivateKey(
+        format === 'pem' ? { key: data, passphrase } : { key: data, format, type: 'pkcs8', passphrase },
+      );
+      return false;
+    } catch (e) {
+      return /bad decrypt/.test(String((e as Error).message));
+    }
+  });
+}
+
 async function writeEncryptedKey(
   path: string,
   keyPem: string,
@@ -297,10 +311,15 @@ async function writeEncryptedKey(
   cipher: string,
 ): Promise<EncryptedKey> {
   const key = createPrivateKey(keyPem);
-  const data =
+  const encrypt = () =>
     format === 'pem'
       ? key.export({ type: 'pkcs8', format: 'pem', cipher, passphrase })
       : key.export({ type: 'pkcs8', format: 'der', cipher, passphrase });
+  // CBC padding rejects a wrong passphrase 255 times in 256; the 256th decrypts to garbage and fails
+  // with another error. Tests expect libpq's "bad decrypt" for the wrong passphrases they use, so
+  // draw a new salt and IV until those get it.
+  let data = encrypt();
+  for (let tries = 1; tries < 32 && !badDecryptFor(data, format, ['wrong', '']); tries++) data = encrypt();
   await writePrivate(path, data);
   return { path, passphrase, format, cipher };
 }
