@@ -4,7 +4,7 @@ export default defineConfig({
   // index: the package's (empty) library entry; codec: the codec micro-benchmark CLI,
   // run as `node apps/bench/dist/codec.js`; throughput: the throughput bench (`npm run bench`) and
   // the processes it starts: the client worker (run by node, bun or deno), the raw socket server
-  // (ceiling) and the pg-gateway server.
+  // (ceiling), the pg-gateway server and the delay proxy (a link with latency).
   entry: {
     index: 'src/index.ts',
     codec: 'src/codec.ts',
@@ -12,6 +12,7 @@ export default defineConfig({
     'throughput-worker': 'src/throughput-worker.ts',
     'throughput-rawserver': 'src/throughput-rawserver.ts',
     'throughput-gateway': 'src/throughput-gateway.ts',
+    'throughput-delayproxy': 'src/throughput-delayproxy.ts',
   },
   format: ['esm', 'cjs'],
   dts: { entry: 'src/index.ts' },

@@ -235,6 +235,24 @@ export class Lab {
     return this.raw;
   }
 
+  /** A loopback proxy adding `delayMs` each way in front of `targetPort` (throughput-delayproxy.js). */
+  async startDelayProxy(targetPort: number, delayMs: number): Promise<{ port: number; child: ChildProcess }> {
+    const child = track(
+      process.execPath,
+      [
+        join(this.distDir, 'throughput-delayproxy.js'),
+        '--target',
+        String(targetPort),
+        '--delay-ms',
+        String(delayMs),
+      ],
+      { stdio: ['pipe', 'pipe', this.logFd('delayproxy.log')] },
+    );
+    const m = await waitForLine(child, /^listening (\d+)$/, 15_000, 'delay proxy');
+    child.stdout!.resume();
+    return { port: Number(m[1]), child };
+  }
+
   async startGateway(): Promise<Service | Unavailable> {
     try {
       const child = track(

@@ -3,7 +3,16 @@ import type { PgVersion } from '@pgconn/testkit';
 import { copyBytes, type Runtime } from './jobs.ts';
 import type { Summary } from './stats.ts';
 
-export type Section = 'read' | 'write' | 'ceiling' | 'handshake' | 'server' | 'memory' | 'codec';
+/** `handshake-link`: the direct TLS comparison over a link with latency, run by the handshake section. */
+export type Section =
+  | 'read'
+  | 'write'
+  | 'ceiling'
+  | 'handshake'
+  | 'handshake-link'
+  | 'server'
+  | 'memory'
+  | 'codec';
 export const SECTIONS: readonly Section[] = [
   'ceiling',
   'read',

@@ -605,6 +605,88 @@ export async function handshakeSection(ctx: Ctx): Promise<void> {
     }
     await interleave(ctx, cells);
   }
+  await linkHandshakes(ctx, version, lib18);
+}
+
+/** One-way delay of the link on which direct TLS and SSLRequest are compared (Node timers: whole ms). */
+export const LINK_DELAY_MS = 1;
+
+/**
+ * Direct TLS saves the SSLRequest round trip, ~50 µs on bare loopback (below a handshake's noise):
+ * compare the two over a link with a round-trip time, through the delay proxy.
+ */
+async function linkHandshakes(ctx: Ctx, version: PgVersion, lib18: string | null): Promise<void> {
+  const { lab, cfg } = ctx;
+  const pg = lab.pg.get(version);
+  const server = `PostgreSQL ${version}, ${LINK_DELAY_MS * 2} ms RTT link`;
+  const cells: Cell[] = [];
+  const modes: Mode[] = ['tls', 'tls-direct'];
+  const skip = (base: FigureBase, why: string) => cells.push({ base, unavailable: why });
+  let link: { port: number; child: ChildProcess } | null = null;
+  if (pg && !isUnavailable(pg) && version >= 17) link = await lab.startDelayProxy(pg.port, LINK_DELAY_MS);
+  try {
+    for (const mode of modes) {
+      for (const rt of ctx.runtimes) {
+        const base: FigureBase = {
+          section: 'handshake-link',
+          runtime: rt.id,
+          server,
+          client: 'pgconn',
+          mode,
+          unit: 'conn/s',
+        };
+        if (!rt.available) skip(base, rt.reason ?? 'runtime not available');
+        else if (!link) skip(base, `direct TLS needs PostgreSQL 17+ (${server} not available)`);
+        else {
+          const target = handshakeTarget(lab, link.port, mode);
+          cells.push({
+            base,
+            finish: latencyFinish,
+            once: async () => {
+              const job: Job = {
+                kind: 'handshake',
+                driver: 'pgconn',
+                target,
+                count: cfg.handshakes,
+                warmup: cfg.handshakeWarmup,
+                runs: 1,
+              };
+              const r = (await ctx.exec(rt, job, timeout(cfg))) as HandshakeResult;
+              const run0 = r.runs[0]!;
+              return { value: (cfg.handshakes * 1000) / run0.ms, latencies: run0.latenciesMs, tls: r.tls };
+            },
+          });
+        }
+      }
+      const base: FigureBase = {
+        section: 'handshake-link',
+        runtime: 'native',
+        server,
+        client: 'libpq (pgbench -C)',
+        mode,
+        unit: 'conn/s',
+      };
+      if (!existsSync(PGBENCH)) skip(base, `pgbench not found at ${PGBENCH}`);
+      else if (!link) skip(base, `${server} not available`);
+      else if (!lib18) skip(base, 'libpq 18 not found (direct TLS needs libpq 17+)');
+      else {
+        const target = handshakeTarget(lab, link.port, mode);
+        cells.push({
+          base,
+          finish: latencyFinish,
+          once: async () => {
+            const r = await pgbenchHandshakes(ctx, target, 1, cfg.handshakes, lib18);
+            const s: Sample = { value: r.connPerSec, notes: ['libpq 18; mean connection time only'] };
+            if (r.connMs !== null) s.connMs = r.connMs;
+            return s;
+          },
+        });
+      }
+    }
+    await interleave(ctx, cells);
+  } finally {
+    if (link) await stop(link.child);
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
