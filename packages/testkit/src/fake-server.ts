@@ -26,6 +26,11 @@ export interface FakeTlsOptions {
 export interface FakeServerOptions {
   /** Needed by scripts that call `peer.startTls()`. */
   tls?: FakeTlsOptions;
+  /**
+   * Keep the server's side open after the client's FIN (node:net closes it at once by default), so a
+   * script can decide when the server closes.
+   */
+  allowHalfOpen?: boolean;
 }
 
 /** Rejects pending and later reads once the client's side is gone. */
@@ -332,7 +337,7 @@ export async function startFakeServer(
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   };
-  const server = net.createServer((raw) => {
+  const server = net.createServer({ allowHalfOpen: options.allowHalfOpen ?? false }, (raw) => {
     raw.setNoDelay(true);
     track(raw);
     const peer = new Peer(peers.length, raw, options.tls, track);

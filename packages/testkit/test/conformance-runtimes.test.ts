@@ -43,35 +43,50 @@ const DENO_INDEX = `${root}packages/transport-deno/src/index.ts`;
 let certs: CertSet;
 let pg15: PgServer;
 let pg18: PgServer;
-const fakes: Record<'sslJunk' | 'sslError' | 'directNoAlpn' | 'stall', FakeServer> = {} as never;
+const fakes: Record<'sslJunk' | 'sslError' | 'directNoAlpn' | 'stall' | 'linger', FakeServer> = {} as never;
 let env: ConformanceEnv;
 
 beforeAll(async () => {
   certs = await createCertSet();
   const { certPem, keyPem } = certs.server.localhost;
-  [pg15, pg18, fakes.sslJunk, fakes.sslError, fakes.directNoAlpn, fakes.stall] = await Promise.all([
-    startTlsPostgres(15, certs),
-    startTlsPostgres(18, certs),
-    startFakeServer(async (peer) => {
-      await peer.readStartupPacket();
-      // 'S' and an AuthenticationOk in one write: a man in the middle injecting plaintext.
-      await peer.write(new Uint8Array([0x53, ...backend({ type: 'AuthenticationOk' })]));
-      await peer.stall();
-    }),
-    startFakeServer(async (peer) => {
-      await peer.readStartupPacket();
-      await peer.write(v2Error('FATAL:  sorry, too many clients already \x1b[31mINJECTED'));
-      await peer.stall();
-    }),
-    startFakeServer(
-      async (peer) => {
-        await peer.startTls();
+  [pg15, pg18, fakes.sslJunk, fakes.sslError, fakes.directNoAlpn, fakes.stall, fakes.linger] =
+    await Promise.all([
+      startTlsPostgres(15, certs),
+      startTlsPostgres(18, certs),
+      startFakeServer(async (peer) => {
+        await peer.readStartupPacket();
+        // 'S' and an AuthenticationOk in one write: a man in the middle injecting plaintext.
+        await peer.write(new Uint8Array([0x53, ...backend({ type: 'AuthenticationOk' })]));
         await peer.stall();
-      },
-      { tls: { cert: certPem, key: keyPem, alpnProtocols: [] } },
-    ),
-    startFakeServer((peer) => peer.stall()),
-  ]);
+      }),
+      startFakeServer(async (peer) => {
+        await peer.readStartupPacket();
+        await peer.write(v2Error('FATAL:  sorry, too many clients already \x1b[31mINJECTED'));
+        await peer.stall();
+      }),
+      startFakeServer(
+        async (peer) => {
+          await peer.startTls();
+          await peer.stall();
+        },
+        { tls: { cert: certPem, key: keyPem, alpnProtocols: [] } },
+      ),
+      startFakeServer((peer) => peer.stall()),
+      startFakeServer(
+        async (peer) => {
+          await peer.readStartupPacket();
+          await peer.send({ type: 'AuthenticationOk' }, { type: 'ReadyForQuery', status: 'I' });
+          try {
+            for (;;) await peer.readMessage(); // until the client's FIN
+          } catch {
+            // FakePeerClosedError: the client is gone; our side stays open a while longer
+          }
+          await new Promise((r) => setTimeout(r, 3000));
+          peer.destroy();
+        },
+        { allowHalfOpen: true },
+      ),
+    ]);
   const at = (s: PgServer) => ({ host: s.host, port: s.port, socketDir: s.socketDir });
   const fake = (f: FakeServer) => ({ host: f.host, port: f.port });
   env = {
@@ -96,6 +111,7 @@ beforeAll(async () => {
       sslError: fake(fakes.sslError),
       directNoAlpn: fake(fakes.directNoAlpn),
       stall: fake(fakes.stall),
+      linger: fake(fakes.linger),
     },
   };
 }, 90_000);
@@ -112,6 +128,7 @@ const fakeCounts = (): FakeCounts => ({
   sslError: fakes.sslError.connections,
   directNoAlpn: fakes.directNoAlpn.connections,
   stall: fakes.stall.connections,
+  linger: fakes.linger.connections,
 });
 
 /**
@@ -124,6 +141,16 @@ async function fakeConnectionsFrom(start: FakeCounts): Promise<void> {
     expect(peers.length, `${key}: connections`).toBe(1);
     if (key === 'sslJunk' || key === 'sslError')
       for (const p of peers) expect(p.received, `${key}: bytes the client sent`).toEqual(SSL_REQUEST_BYTES);
+    if (key === 'linger') {
+      // The fake holds its side open on purpose: the client must have sent Terminate and its FIN.
+      for (const p of peers) {
+        expect(p.clientClosed, 'linger: the client closed its side').toBe(true);
+        expect([...p.received.slice(-5)], 'linger: the last bytes the client sent').toEqual([
+          0x58, 0, 0, 0, 4,
+        ]);
+      }
+      continue;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.all(peers.map((p) => p.closed)),

@@ -3,7 +3,7 @@
  * decisions here: chain errors are reported (authorized/authorizationError) rather than thrown, and
  * Node's own host-name check is disabled because the core applies libpq's rules.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import type { TlsClientOptions, TlsInfo, TlsServerOptions } from '@pgconn/core';
 
@@ -50,7 +50,9 @@ function systemRoots(): string[] {
  */
 const contexts = new Map<string, tls.SecureContext>();
 
-function sharedContext(id: string, build: () => tls.SecureContextOptions): tls.SecureContext {
+function sharedContext(inputs: string, build: () => tls.SecureContextOptions): tls.SecureContext {
+  // Keyed by a digest, so the cache holds no private key or passphrase text of its own.
+  const id = createHash('sha256').update(inputs).digest('base64');
   let ctx = contexts.get(id);
   if (ctx)
     contexts.delete(id); // re-inserted below: least recently used goes first
@@ -67,8 +69,8 @@ export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
   const key = o.key === undefined ? undefined : keyPem(o.key, o.passphrase);
   // The system store is named rather than spelled out: it is ~200 KB of PEM.
   const ca = o.useSystemCa ? 'system' : o.ca;
-  const id = JSON.stringify(['client', ca, cert, key, o.passphrase, o.crl, o.minVersion, o.maxVersion]);
-  const secureContext = sharedContext(id, () => {
+  const inputs = JSON.stringify(['client', ca, cert, key, o.passphrase, o.crl, o.minVersion, o.maxVersion]);
+  const secureContext = sharedContext(inputs, () => {
     const c: tls.SecureContextOptions = {};
     if (o.useSystemCa) c.ca = systemRoots();
     else if (o.ca) c.ca = o.ca;
@@ -94,8 +96,8 @@ export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
 export function tlsServerOptions(o: TlsServerOptions): tls.TlsOptions {
   const cert = certPem(o.cert);
   const key = keyPem(o.key, o.passphrase);
-  const id = JSON.stringify(['server', cert, key, o.passphrase, o.ca, o.crl, o.minVersion, o.maxVersion]);
-  const secureContext = sharedContext(id, () => {
+  const inputs = JSON.stringify(['server', cert, key, o.passphrase, o.ca, o.crl, o.minVersion, o.maxVersion]);
+  const secureContext = sharedContext(inputs, () => {
     const c: tls.SecureContextOptions = { cert, key };
     if (o.passphrase !== undefined) c.passphrase = o.passphrase;
     if (o.ca) c.ca = o.ca;

@@ -100,7 +100,7 @@ function extensionValue(der: Uint8Array, extensions: Tlv | null, oid: string): U
 }
 
 /** One char per byte: dNSName is an IA5String, and an embedded NUL must stay visible to the caller. */
-export function latin1(bytes: Uint8Array): string {
+function latin1(bytes: Uint8Array): string {
   let s = '';
   for (const b of bytes) s += String.fromCharCode(b);
   return s;

@@ -48,6 +48,8 @@ export interface ConformanceEnv {
     directNoAlpn: { host: string; port: number };
     /** Accepts and never answers. */
     stall: { host: string; port: number };
+    /** Trust: AuthenticationOk and ReadyForQuery; after the client's EOF keeps its side open 3 s. */
+    linger: { host: string; port: number };
   };
   /** Run only the checks whose id starts with one of these. */
   only?: string[];

@@ -601,6 +601,21 @@ const scramChecks: Check[] = [
 
 const fakeChecks: Check[] = [
   {
+    id: 'close(): Terminate sent, socket released without waiting for the server (PQfinish)',
+    run: async (ctx) => {
+      // The fake keeps its side open for 3 s after our FIN: a close() waiting for the server's FIN
+      // (or a grace timer) would take that long.
+      const { host, port } = ctx.env.fake.linger;
+      const a = await attempt(ctx, { host, port, user: 'alice', sslmode: 'disable', gssencmode: 'disable' });
+      if (!a.conn) throw new CheckFailure(`did not connect: ${a.error?.message ?? 'no connection'}`);
+      const t0 = performance.now();
+      await a.conn.close();
+      const ms = performance.now() - t0;
+      ensure(ms < 1000, `close() took ${ms.toFixed(0)} ms: it waited for the server`);
+      return `close() in ${ms.toFixed(1)} ms`;
+    },
+  },
+  {
     id: "CVE-2021-23222: 'S' followed by plaintext",
     run: async (ctx) => {
       const { host, port } = ctx.env.fake.sslJunk;
