@@ -366,6 +366,49 @@ function throughputTable(figs: Figure[]): string {
   );
 }
 
+/** A handshake table row: runtime, client, mode, conn/s, p50/p99 latency, then the given ratios. */
+function handshakeRow(f: Figure, ratios: readonly string[]): string[] {
+  const p50 =
+    f.latency && Number.isFinite(f.latency.p50)
+      ? f.latency.p50.toFixed(2)
+      : f.latency
+        ? `mean ${f.latency.mean.toFixed(2)}`
+        : '';
+  return [
+    f.runtime,
+    f.client === 'pgconn' ? '**pgconn**' : f.client,
+    handshakeLabel(f.mode),
+    ...valueCells(f),
+    p50,
+    f.latency && Number.isFinite(f.latency.p99) ? f.latency.p99.toFixed(2) : '',
+    ...ratios.map((r) => ratioCell(f, r)),
+  ];
+}
+
+/** A handshake table: the common columns, then one ratio column per [ratio key, header]. */
+function handshakeTable(figs: readonly Figure[], ratios: readonly (readonly [string, string])[]): string {
+  return table(
+    [
+      'Runtime',
+      'Client',
+      'Mode',
+      'conn/s median',
+      'min',
+      'max',
+      'p50 ms',
+      'p99 ms',
+      ...ratios.map((r) => r[1]),
+    ],
+    figs.map((f) =>
+      handshakeRow(
+        f,
+        ratios.map((r) => r[0]),
+      ),
+    ),
+    ['---', '---', '---', '--:', '--:', '--:', '--:', '--:', ...ratios.map(() => '--:')],
+  );
+}
+
 export function toMarkdown(r: Report): string {
   const m = r.machine;
   const c = r.config;
@@ -463,39 +506,12 @@ export function toMarkdown(r: Report): string {
   );
   out.push('');
   out.push(
-    table(
-      [
-        'Runtime',
-        'Client',
-        'Mode',
-        'conn/s median',
-        'min',
-        'max',
-        'p50 ms',
-        'p99 ms',
-        '× pg',
-        '× postgres.js',
-        '× libpq',
-        '× SSLRequest',
-      ],
-      by('handshake').map((f) => [
-        f.runtime,
-        f.client === 'pgconn' ? '**pgconn**' : f.client,
-        handshakeLabel(f.mode),
-        ...valueCells(f),
-        f.latency && Number.isFinite(f.latency.p50)
-          ? f.latency.p50.toFixed(2)
-          : f.latency
-            ? `mean ${f.latency.mean.toFixed(2)}`
-            : '',
-        f.latency && Number.isFinite(f.latency.p99) ? f.latency.p99.toFixed(2) : '',
-        ratioCell(f, 'pg'),
-        ratioCell(f, 'postgres.js'),
-        ratioCell(f, 'libpq'),
-        ratioCell(f, 'sslrequest'),
-      ]),
-      ['---', '---', '---', '--:', '--:', '--:', '--:', '--:', '--:', '--:', '--:', '--:'],
-    ),
+    handshakeTable(by('handshake'), [
+      ['pg', '× pg'],
+      ['postgres.js', '× postgres.js'],
+      ['libpq', '× libpq'],
+      ['sslrequest', '× SSLRequest'],
+    ]),
   );
   out.push('');
   if (by('handshake-link').length) {
@@ -508,35 +524,10 @@ export function toMarkdown(r: Report): string {
     );
     out.push('');
     out.push(
-      table(
-        [
-          'Runtime',
-          'Client',
-          'Mode',
-          'conn/s median',
-          'min',
-          'max',
-          'p50 ms',
-          'p99 ms',
-          '× libpq',
-          '× SSLRequest',
-        ],
-        by('handshake-link').map((f) => [
-          f.runtime,
-          f.client === 'pgconn' ? '**pgconn**' : f.client,
-          handshakeLabel(f.mode),
-          ...valueCells(f),
-          f.latency && Number.isFinite(f.latency.p50)
-            ? f.latency.p50.toFixed(2)
-            : f.latency
-              ? `mean ${f.latency.mean.toFixed(2)}`
-              : '',
-          f.latency && Number.isFinite(f.latency.p99) ? f.latency.p99.toFixed(2) : '',
-          ratioCell(f, 'libpq'),
-          ratioCell(f, 'sslrequest'),
-        ]),
-        ['---', '---', '---', '--:', '--:', '--:', '--:', '--:', '--:', '--:'],
-      ),
+      handshakeTable(by('handshake-link'), [
+        ['libpq', '× libpq'],
+        ['sslrequest', '× SSLRequest'],
+      ]),
     );
     out.push('');
   }

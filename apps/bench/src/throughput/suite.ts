@@ -521,6 +521,56 @@ async function pgbenchHandshakes(
   return { connPerSec: Number(tps[1]), connMs: conn ? Number(conn[1]) : null };
 }
 
+/** `cfg.handshakes` sequential connect → ReadyForQuery → close cycles of `driver` in a `rt` process. */
+function clientHandshakeCell(
+  ctx: Ctx,
+  rt: RuntimeInfo,
+  driver: Driver,
+  target: PgTarget,
+  base: FigureBase,
+): Cell {
+  const { cfg } = ctx;
+  return {
+    base,
+    finish: latencyFinish,
+    once: async () => {
+      const job: Job = {
+        kind: 'handshake',
+        driver,
+        target,
+        count: cfg.handshakes,
+        warmup: cfg.handshakeWarmup,
+        runs: 1,
+      };
+      const r = (await ctx.exec(rt, job, timeout(cfg))) as HandshakeResult;
+      const run0 = r.runs[0]!;
+      return { value: (cfg.handshakes * 1000) / run0.ms, latencies: run0.latenciesMs, tls: r.tls };
+    },
+  };
+}
+
+/** The same cycles by libpq: `pgbench -C` with one client. */
+function pgbenchHandshakeCell(ctx: Ctx, target: PgTarget, base: FigureBase, lib18: string | null): Cell {
+  const { cfg } = ctx;
+  return {
+    base,
+    finish: latencyFinish,
+    once: async () => {
+      if (cfg.handshakeWarmup > 0) await pgbenchHandshakes(ctx, target, 1, cfg.handshakeWarmup, lib18);
+      const r = await pgbenchHandshakes(ctx, target, 1, cfg.handshakes, lib18);
+      const s: Sample = {
+        value: r.connPerSec,
+        notes: [
+          'pgbench reports the mean connection time only (no p50/p99)',
+          lib18 ? 'libpq 18' : 'system libpq',
+        ],
+      };
+      if (r.connMs !== null) s.connMs = r.connMs;
+      return s;
+    },
+  };
+}
+
 export async function handshakeSection(ctx: Ctx): Promise<void> {
   const { lab, cfg } = ctx;
   const version: PgVersion = cfg.pgVersions.includes(18) ? 18 : cfg.pgVersions[0]!;
@@ -548,26 +598,7 @@ export async function handshakeSection(ctx: Ctx): Promise<void> {
           cells.push({ base, unavailable: 'direct TLS needs PostgreSQL 17+' });
         else if (mode === 'tls-direct' && peer)
           cells.push({ base, unavailable: `${driver} has no direct TLS (sslnegotiation=direct)` });
-        else {
-          const target = handshakeTarget(lab, pg.port, mode);
-          cells.push({
-            base,
-            finish: latencyFinish,
-            once: async () => {
-              const job: Job = {
-                kind: 'handshake',
-                driver,
-                target,
-                count: cfg.handshakes,
-                warmup: cfg.handshakeWarmup,
-                runs: 1,
-              };
-              const r = (await ctx.exec(rt, job, timeout(cfg))) as HandshakeResult;
-              const run0 = r.runs[0]!;
-              return { value: (cfg.handshakes * 1000) / run0.ms, latencies: run0.latenciesMs, tls: r.tls };
-            },
-          });
-        }
+        else cells.push(clientHandshakeCell(ctx, rt, driver, handshakeTarget(lab, pg.port, mode), base));
       }
     }
     // libpq: pgbench -C, one client, libpq 18 (direct TLS needs it; the same library for every mode).
@@ -583,26 +614,7 @@ export async function handshakeSection(ctx: Ctx): Promise<void> {
     else if (!pg || isUnavailable(pg)) cells.push({ base, unavailable: `${server} not available` });
     else if (mode === 'tls-direct' && !lib18)
       cells.push({ base, unavailable: 'libpq 18 not found (direct TLS needs libpq 17+)' });
-    else {
-      const target = handshakeTarget(lab, pg.port, mode);
-      cells.push({
-        base,
-        finish: latencyFinish,
-        once: async () => {
-          if (cfg.handshakeWarmup > 0) await pgbenchHandshakes(ctx, target, 1, cfg.handshakeWarmup, lib18);
-          const r = await pgbenchHandshakes(ctx, target, 1, cfg.handshakes, lib18);
-          const s: Sample = {
-            value: r.connPerSec,
-            notes: [
-              'pgbench reports the mean connection time only (no p50/p99)',
-              lib18 ? 'libpq 18' : 'system libpq',
-            ],
-          };
-          if (r.connMs !== null) s.connMs = r.connMs;
-          return s;
-        },
-      });
-    }
+    else cells.push(pgbenchHandshakeCell(ctx, handshakeTarget(lab, pg.port, mode), base, lib18));
     await interleave(ctx, cells);
   }
   await linkHandshakes(ctx, version, lib18);
@@ -616,7 +628,7 @@ export const LINK_DELAY_MS = 1;
  * compare the two over a link with a round-trip time, through the delay proxy.
  */
 async function linkHandshakes(ctx: Ctx, version: PgVersion, lib18: string | null): Promise<void> {
-  const { lab, cfg } = ctx;
+  const { lab } = ctx;
   const pg = lab.pg.get(version);
   const server = `PostgreSQL ${version}, ${LINK_DELAY_MS * 2} ms RTT link`;
   const cells: Cell[] = [];
@@ -637,26 +649,7 @@ async function linkHandshakes(ctx: Ctx, version: PgVersion, lib18: string | null
         };
         if (!rt.available) skip(base, rt.reason ?? 'runtime not available');
         else if (!link) skip(base, `direct TLS needs PostgreSQL 17+ (${server} not available)`);
-        else {
-          const target = handshakeTarget(lab, link.port, mode);
-          cells.push({
-            base,
-            finish: latencyFinish,
-            once: async () => {
-              const job: Job = {
-                kind: 'handshake',
-                driver: 'pgconn',
-                target,
-                count: cfg.handshakes,
-                warmup: cfg.handshakeWarmup,
-                runs: 1,
-              };
-              const r = (await ctx.exec(rt, job, timeout(cfg))) as HandshakeResult;
-              const run0 = r.runs[0]!;
-              return { value: (cfg.handshakes * 1000) / run0.ms, latencies: run0.latenciesMs, tls: r.tls };
-            },
-          });
-        }
+        else cells.push(clientHandshakeCell(ctx, rt, 'pgconn', handshakeTarget(lab, link.port, mode), base));
       }
       const base: FigureBase = {
         section: 'handshake-link',
@@ -669,19 +662,7 @@ async function linkHandshakes(ctx: Ctx, version: PgVersion, lib18: string | null
       if (!existsSync(PGBENCH)) skip(base, `pgbench not found at ${PGBENCH}`);
       else if (!link) skip(base, `${server} not available`);
       else if (!lib18) skip(base, 'libpq 18 not found (direct TLS needs libpq 17+)');
-      else {
-        const target = handshakeTarget(lab, link.port, mode);
-        cells.push({
-          base,
-          finish: latencyFinish,
-          once: async () => {
-            const r = await pgbenchHandshakes(ctx, target, 1, cfg.handshakes, lib18);
-            const s: Sample = { value: r.connPerSec, notes: ['libpq 18; mean connection time only'] };
-            if (r.connMs !== null) s.connMs = r.connMs;
-            return s;
-          },
-        });
-      }
+      else cells.push(pgbenchHandshakeCell(ctx, handshakeTarget(lab, link.port, mode), base, lib18));
     }
     await interleave(ctx, cells);
   } finally {
