@@ -1,8 +1,8 @@
 /**
  * A link with latency, for the direct TLS vs SSLRequest comparison: a TCP proxy on loopback that
  * forwards each chunk to 127.0.0.1:<target> after a fixed one-way delay, in both directions (so a
- * round trip costs twice the delay). On bare loopback the round trip direct TLS saves is ~50 µs,
- * far below the noise of a handshake; across a network it is what the feature is for.
+ * round trip costs twice the delay). On bare loopback the round trip direct TLS saves is tens of
+ * microseconds, inside a handshake's run-to-run spread; across a network it is what the feature is for.
  *
  *   node dist/throughput-delayproxy.js --target PORT --delay-ms MS
  *

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certificateNames } from '../src/client/verify.ts';
 import { TlsError } from '../src/errors.ts';
-import { certificateNameFields, DerError, signatureAlgorithm } from '../src/x509/certificate.ts';
-import { oidText, readTlv } from '../src/x509/der.ts';
+import { certificateNameFields, signatureAlgorithm } from '../src/x509/certificate.ts';
+import { DerError, oidText, readTlv } from '../src/x509/der.ts';
 import { type OpensslDir, opensslDir } from './openssl.ts';
 
 // Certificates come from the openssl CLI; the expected names are the ones we asked it to write.
@@ -20,7 +20,6 @@ function make(name: string, subj: string, extra: string[] = [], config?: string)
     args.push('-config', `${name}.cnf`);
   }
   tmp.openssl(...args, ...extra, '-out', `${name}.pem`);
-  tmp.openssl('x509', '-in', `${name}.pem`, '-outform', 'DER', '-out', `${name}.der`);
   return new Uint8Array(tmp.openssl('x509', '-in', `${name}.pem`, '-outform', 'DER'));
 }
 

@@ -5,7 +5,7 @@
  */
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
-import type { TlsClientOptions, TlsInfo, TlsServerOptions } from '@pgconn/core';
+import type { TlsClientOptions, TlsInfo, TlsServerOptions, TlsVersion } from '@pgconn/core';
 
 const toBuffer = (v: Uint8Array): Buffer => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 
@@ -42,22 +42,44 @@ function systemRoots(): string[] {
   return get ? get('system') : [...tls.rootCertificates];
 }
 
+/** What goes into a SecureContext: PEM texts as the files held them; `ca: 'system'` the system store. */
+interface ContextMaterial {
+  ca?: string[] | 'system';
+  cert?: string;
+  key?: string;
+  passphrase?: string;
+  crl?: string[];
+  minVersion?: TlsVersion;
+  maxVersion?: TlsVersion;
+}
+
 /**
- * SecureContexts by what goes into them (certificates, key, CAs, CRLs, versions: the file contents, so a
- * changed file makes a new one). Building one parses all of that and costs a busy 2-core machine about a
- * millisecond on the client (with a CA) and 5 ms on the server; connections with equal inputs share it,
- * as tls.Server shares its own. ALPN, SNI and client-certificate requests are per socket.
+ * SecureContexts by what goes into them (the file contents, so a changed file makes a new one).
+ * Building one parses all of that: ~0.4 ms per client connection with a CA (`--cpu-prof` of the
+ * handshake bench) and ~5 ms on a busy server; connections with equal inputs share it, as tls.Server shares its
+ * own. ALPN, SNI and client-certificate requests are per socket.
  */
 const contexts = new Map<string, tls.SecureContext>();
 
-function sharedContext(inputs: string, build: () => tls.SecureContextOptions): tls.SecureContext {
-  // Keyed by a digest, so the cache holds no private key or passphrase text of its own.
+function sharedContext(m: ContextMaterial): tls.SecureContext {
+  // Keyed by a digest, so the cache holds no private key or passphrase text of its own; the system
+  // store goes in by name (it is ~200 KB of PEM).
+  const inputs = JSON.stringify([m.ca, m.cert, m.key, m.passphrase, m.crl, m.minVersion, m.maxVersion]);
   const id = createHash('sha256').update(inputs).digest('base64');
   let ctx = contexts.get(id);
   if (ctx)
     contexts.delete(id); // re-inserted below: least recently used goes first
   else {
-    ctx = tls.createSecureContext(build());
+    const c: tls.SecureContextOptions = {};
+    if (m.ca) c.ca = m.ca === 'system' ? systemRoots() : m.ca;
+    if (m.cert !== undefined) c.cert = m.cert;
+    if (m.key !== undefined) c.key = m.key;
+    if (m.passphrase !== undefined) c.passphrase = m.passphrase;
+    // Node's `crl` parses one CRL per entry; a file such as root+server.crl holds several (libpq loads all).
+    if (m.crl?.length) c.crl = m.crl.flatMap(splitCrls);
+    if (m.minVersion) c.minVersion = m.minVersion;
+    if (m.maxVersion) c.maxVersion = m.maxVersion;
+    ctx = tls.createSecureContext(c);
     if (contexts.size >= 16) contexts.delete(contexts.keys().next().value!);
   }
   contexts.set(id, ctx);
@@ -65,23 +87,14 @@ function sharedContext(inputs: string, build: () => tls.SecureContextOptions): t
 }
 
 export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
-  const cert = o.cert === undefined ? undefined : certPem(o.cert);
-  const key = o.key === undefined ? undefined : keyPem(o.key, o.passphrase);
-  // The system store is named rather than spelled out: it is ~200 KB of PEM.
-  const ca = o.useSystemCa ? 'system' : o.ca;
-  const inputs = JSON.stringify(['client', ca, cert, key, o.passphrase, o.crl, o.minVersion, o.maxVersion]);
-  const secureContext = sharedContext(inputs, () => {
-    const c: tls.SecureContextOptions = {};
-    if (o.useSystemCa) c.ca = systemRoots();
-    else if (o.ca) c.ca = o.ca;
-    if (cert !== undefined) c.cert = cert;
-    if (key !== undefined) c.key = key;
-    if (o.passphrase !== undefined) c.passphrase = o.passphrase;
-    // Node's `crl` parses one CRL per entry; a file such as root+server.crl holds several (libpq loads all).
-    if (o.crl?.length) c.crl = o.crl.flatMap(splitCrls);
-    if (o.minVersion) c.minVersion = o.minVersion;
-    if (o.maxVersion) c.maxVersion = o.maxVersion;
-    return c;
+  const secureContext = sharedContext({
+    ca: o.useSystemCa ? 'system' : o.ca,
+    cert: o.cert === undefined ? undefined : certPem(o.cert),
+    key: o.key === undefined ? undefined : keyPem(o.key, o.passphrase),
+    passphrase: o.passphrase,
+    crl: o.crl,
+    minVersion: o.minVersion,
+    maxVersion: o.maxVersion,
   });
   const opts: tls.ConnectionOptions = {
     secureContext,
@@ -94,17 +107,14 @@ export function tlsConnectOptions(o: TlsClientOptions): tls.ConnectionOptions {
 }
 
 export function tlsServerOptions(o: TlsServerOptions): tls.TlsOptions {
-  const cert = certPem(o.cert);
-  const key = keyPem(o.key, o.passphrase);
-  const inputs = JSON.stringify(['server', cert, key, o.passphrase, o.ca, o.crl, o.minVersion, o.maxVersion]);
-  const secureContext = sharedContext(inputs, () => {
-    const c: tls.SecureContextOptions = { cert, key };
-    if (o.passphrase !== undefined) c.passphrase = o.passphrase;
-    if (o.ca) c.ca = o.ca;
-    if (o.crl?.length) c.crl = o.crl.flatMap(splitCrls);
-    if (o.minVersion) c.minVersion = o.minVersion;
-    if (o.maxVersion) c.maxVersion = o.maxVersion;
-    return c;
+  const secureContext = sharedContext({
+    ca: o.ca,
+    cert: certPem(o.cert),
+    key: keyPem(o.key, o.passphrase),
+    passphrase: o.passphrase,
+    crl: o.crl,
+    minVersion: o.minVersion,
+    maxVersion: o.maxVersion,
   });
   return {
     secureContext,

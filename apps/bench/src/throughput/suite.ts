@@ -624,7 +624,8 @@ export async function handshakeSection(ctx: Ctx): Promise<void> {
 export const LINK_DELAY_MS = 1;
 
 /**
- * Direct TLS saves the SSLRequest round trip, ~50 µs on bare loopback (below a handshake's noise):
+ * Direct TLS saves the SSLRequest round trip, tens of microseconds on bare loopback (inside a
+ * handshake's run-to-run spread):
  * compare the two over a link with a round-trip time, through the delay proxy.
  */
 async function linkHandshakes(ctx: Ctx, version: PgVersion, lib18: string | null): Promise<void> {

@@ -9,9 +9,9 @@
  * The certificate comes from a completed TLS handshake, so the TLS library has already parsed it; the
  * walk still checks every length and tag it crosses and throws DerError on anything else.
  */
+// One char per byte (latin1): dNSName is an IA5String, and an embedded NUL must stay visible to the caller.
+import { latin1 } from '../auth/bytes.ts';
 import { children, context, DerError, expectTlv, oidText, readTlv, TAG, type Tlv } from './der.ts';
-
-export { DerError } from './der.ts';
 
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';
 const OID_COMMON_NAME = '2.5.4.3';
@@ -97,13 +97,6 @@ function extensionValue(der: Uint8Array, extensions: Tlv | null, oid: string): U
     if (oidText(der, id) === oid) return der.subarray(t.start, t.end);
   }
   return null;
-}
-
-/** One char per byte: dNSName is an IA5String, and an embedded NUL must stay visible to the caller. */
-function latin1(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return s;
 }
 
 const utf8Decoder = new TextDecoder('utf-8');
