@@ -4,7 +4,7 @@ export default defineConfig({
   // index: the package's (empty) library entry; codec: the codec micro-benchmark CLI,
   // run as `node apps/bench/dist/codec.js`; throughput: the throughput bench (`npm run bench`) and
   // the processes it starts: the client worker (run by node, bun or deno), the raw socket server
-  // (ceiling), the pg-gateway server and the delay proxy (a link with latency).
+  // (ceiling), the pg-gateway server, the delay proxy (a link with latency) and the runtime floor server.
   entry: {
     index: 'src/index.ts',
     codec: 'src/codec.ts',
@@ -13,6 +13,7 @@ export default defineConfig({
     'throughput-rawserver': 'src/throughput-rawserver.ts',
     'throughput-gateway': 'src/throughput-gateway.ts',
     'throughput-delayproxy': 'src/throughput-delayproxy.ts',
+    'throughput-floorserver': 'src/throughput-floorserver.ts',
   },
   format: ['esm', 'cjs'],
   dts: { entry: 'src/index.ts' },

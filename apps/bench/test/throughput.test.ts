@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyBytes, type ThroughputResult } from '../src/throughput/jobs.ts';
 import { Lab } from '../src/throughput/lab.ts';
 import { type Figure, quickConfig, type Report } from '../src/throughput/model.ts';
+import { stop } from '../src/throughput/procs.ts';
 import { computeRatios, evaluateTargets, toMarkdown, toSvg } from '../src/throughput/report.ts';
 import { summarize } from '../src/throughput/stats.ts';
 import { runJob } from '../src/throughput/worker.ts';
@@ -124,5 +125,54 @@ describe('throughput bench (quick path, pgconn serve over TLS)', () => {
     };
     expect(toMarkdown(report)).toContain('| pgconn serve | node | **pgconn** | TLS | 950 |');
     expect(toSvg(report)).toMatch(/^<svg [\s\S]*<\/svg>\n$/);
+  }, 30_000);
+
+  it('the runtime floor server completes TLS handshakes, and server targets cite its CPU and memory', async () => {
+    const floor = await lab.startFloor('node');
+    try {
+      const h = await runJob({
+        kind: 'handshake',
+        driver: 'pgconn',
+        target: lab.target(floor.port, 'sslrequest'),
+        count: 3,
+        warmup: 0,
+        runs: 1,
+      });
+      expect(h.kind === 'handshake' && h.runs[0]!.latenciesMs.length).toBe(3);
+      expect(h.tls?.protocol).toMatch(/^TLSv1\.[23]$/);
+    } finally {
+      await stop(floor.child);
+    }
+
+    const server = (name: string, unit: 'conn/s' | 'KiB/conn', v: number, cpu?: number): Figure => ({
+      section: 'server',
+      runtime: name === 'PgBouncer 1.18.0' ? 'native' : 'node',
+      server: name,
+      client: 'pgbench -C',
+      mode: 'tls',
+      unit,
+      value: summarize([v]),
+      status: 'ok',
+      notes: [],
+      ...(cpu === undefined ? {} : { serverCpuMs: cpu }),
+    });
+    const figures = [
+      server('pgconn serve', 'conn/s', 200, 2.5),
+      server('runtime floor', 'conn/s', 500, 0.9),
+      server('PgBouncer 1.18.0', 'conn/s', 400, 0.7),
+      server('pgconn serve', 'KiB/conn', 70),
+      server('runtime floor', 'KiB/conn', 50),
+      server('PgBouncer 1.18.0', 'KiB/conn', 15),
+    ];
+    computeRatios(figures);
+    const targets = evaluateTargets(figures, { ...quickConfig('/tmp'), quick: false }, ['node']);
+    const rate = targets.find((t) => t.id === 'server-vs-pgbouncer/node');
+    expect(rate?.status).toBe('MISS');
+    expect(rate?.detail).toBe(
+      "0.50× (200 vs 400 conn/s; server CPU per handshake 2.50 ms vs PgBouncer 0.70 ms, node's floor (its TLS server, trust, no pgconn) 0.90 ms)",
+    );
+    expect(targets.find((t) => t.id === 'server-memory/node')?.detail).toBe(
+      "70.0 vs 15.0 KiB per connection (4.67×; node's floor (its TLS server, no pgconn) 50.0 KiB)",
+    );
   }, 30_000);
 });

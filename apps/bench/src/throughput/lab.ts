@@ -140,10 +140,7 @@ export class Lab {
       : ['--tls-dir', tlsDir];
     const args = [bin, 'serve', '--port', '0', ...tlsArgs, '--direct-tls'];
     args.push('--auth', 'scram-sha-256', '--user', BENCH_USER, '--password', BENCH_PASSWORD);
-    const runner = join(this.root, 'node_modules', '.bin', runtime);
-    const [cmd, ...pre] =
-      runtime === 'node' ? [process.execPath] : runtime === 'bun' ? [runner] : [runner, 'run', '-A'];
-    if (runtime !== 'node' && !existsSync(runner)) throw new Error(`${runtime} binary not found (${runner})`);
+    const [cmd, ...pre] = this.runtimeCommand(runtime);
     const logFile = join(this.dir, `serve-${runtime}.log`);
     const child = track(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', openSync(logFile, 'a')] });
     const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 30_000, 'pgconn serve').catch(
@@ -251,6 +248,29 @@ export class Lab {
     const m = await waitForLine(child, /^listening (\d+)$/, 15_000, 'delay proxy');
     child.stdout!.resume();
     return { port: Number(m[1]), child };
+  }
+
+  /** The command that runs a script on `runtime` (its binary from node_modules for Bun and Deno). */
+  private runtimeCommand(runtime: 'node' | 'bun' | 'deno'): string[] {
+    if (runtime === 'node') return [process.execPath];
+    const runner = join(this.root, 'node_modules', '.bin', runtime);
+    if (!existsSync(runner)) throw new Error(`${runtime} binary not found (${runner})`);
+    return runtime === 'bun' ? [runner] : [runner, 'run', '-A'];
+  }
+
+  /**
+   * The runtime floor (throughput-floorserver.ts): the runtime's own TLS server speaking just enough
+   * of the protocol for pgbench, with no pgconn code, on our certificate. Stopped by its caller.
+   */
+  async startFloor(runtime: 'node' | 'bun' | 'deno'): Promise<Service> {
+    const [cmd, ...pre] = this.runtimeCommand(runtime);
+    const script = join(this.distDir, 'throughput-floorserver.js');
+    const child = track(cmd!, [...pre, script, '--cert', this.certs.cert, '--key', this.certs.key], {
+      stdio: ['pipe', 'pipe', this.logFd(`floor-${runtime}.log`)],
+    });
+    const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 30_000, `${runtime} floor server`);
+    child.stdout!.resume();
+    return { name: 'runtime floor', host: m[1]!, port: Number(m[2]), pid: child.pid!, child };
   }
 
   async startGateway(): Promise<Service | Unavailable> {

@@ -119,6 +119,8 @@ export interface Figure {
   value: Summary | null;
   /** Throughput rows run by a client process: its CPU seconds (user + system) per GB moved. */
   cpu?: Summary | null;
+  /** Server handshake rows: the server process's own CPU per handshake (median over runs), ms. */
+  serverCpuMs?: number;
   /** Handshakes: latency to ReadyForQuery (pooled over all timed runs), ms. */
   latency?: { p50: number; p99: number; mean: number } | null;
   status: 'ok' | 'not available' | 'failed';

@@ -259,10 +259,19 @@ export function evaluateTargets(
       missing(t1.id, t1.target, `not measured: ${ours?.reason ?? bouncer?.reason ?? 'section not run'}`);
     else {
       const x = ours.value.median / bouncer.value.median;
+      const cpu = (f: Figure | undefined) => (f?.serverCpuMs === undefined ? '?' : f.serverCpuMs.toFixed(2));
+      const floor = rateOf('runtime floor', rt);
+      // Server CPU says what the rate costs (pgbench shares the cores); the floor what this runtime's TLS alone costs.
+      const cpus =
+        ours.serverCpuMs === undefined
+          ? ''
+          : `; server CPU per handshake ${cpu(ours)} ms vs PgBouncer ${cpu(bouncer)} ms${
+              ok(floor) ? `, ${rt}'s floor (its TLS server, trust, no pgconn) ${cpu(floor)} ms` : ''
+            }`;
       out.push({
         ...t1,
         status: verdict(x >= 1.0),
-        detail: `${fmtRatio(x)} (${fmtRate(ours.value.median)} vs ${fmtRate(bouncer.value.median)} conn/s)${quick}`,
+        detail: `${fmtRatio(x)} (${fmtRate(ours.value.median)} vs ${fmtRate(bouncer.value.median)} conn/s${cpus})${quick}`,
       });
     }
     const t2 = {
@@ -289,10 +298,15 @@ export function evaluateTargets(
       missing(t3.id, t3.target, `not measured: ${om?.reason ?? bm?.reason ?? 'section not run'}`);
     else {
       const x = om.value.median / Math.max(bm.value.median, 0.1);
+      const fm = memOf('runtime floor', rt);
+      const floor =
+        fm?.status === 'ok' && fm.value
+          ? `; ${rt}'s floor (its TLS server, no pgconn) ${fm.value.median.toFixed(1)} KiB`
+          : '';
       out.push({
         ...t3,
         status: verdict(om.value.median <= 2 * bm.value.median),
-        detail: `${om.value.median.toFixed(1)} vs ${bm.value.median.toFixed(1)} KiB per connection (${fmtRatio(x)})${quick}`,
+        detail: `${om.value.median.toFixed(1)} vs ${bm.value.median.toFixed(1)} KiB per connection (${fmtRatio(x)}${floor})${quick}`,
       });
     }
   }
@@ -528,6 +542,10 @@ export function toMarkdown(r: Report): string {
   out.push('');
   out.push(
     `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count (pgconn serve in a fresh process for this, after 4 connections to warm it).`,
+  );
+  out.push('');
+  out.push(
+    "Runtime floor rows: each runtime's cheapest TLS server (Bun: `Bun.listen` + `upgradeTLS`; Node and Deno: `node:net` + `node:tls`) answering SSLRequest, the StartupMessage (trust: AuthenticationOk, ReadyForQuery at once) and Terminate, with no pgconn code (`src/throughput-floorserver.ts`). It does less than any real server (no SCRAM round trips), so its server CPU per handshake and memory per idle connection are lower bounds for pgconn serve on that runtime; its conn/s is higher than a SCRAM server's also because pgbench skips PBKDF2.",
   );
   out.push('');
   out.push(

@@ -733,6 +733,13 @@ async function idleMemory(ctx: Ctx, pid: number, t: PgTarget): Promise<{ kib: nu
   }
 }
 
+/** What each runtime's floor server (throughput-floorserver.ts) runs on. */
+const FLOOR_NOTES = {
+  node: 'node:net + node:tls, trust, no pgconn code',
+  bun: 'Bun.listen + upgradeTLS, trust, no pgconn code',
+  deno: 'node:net + node:tls (Deno has no native server STARTTLS), trust, no pgconn code',
+} as const;
+
 export async function serverSection(ctx: Ctx): Promise<void> {
   const { lab, cfg } = ctx;
   const lib18 = await libpq18Dir();
@@ -763,6 +770,21 @@ export async function serverSection(ctx: Ctx): Promise<void> {
         svc: null,
         reason: `runtime not available: ${msg.split('\n')[0]}`,
       });
+    }
+  }
+  // Each runtime's floor: its cheapest TLS server and just enough protocol for pgbench, no pgconn code.
+  for (const rt of ['node', 'bun', 'deno'] as const) {
+    if (rt !== 'node' && !cfg.runtimes.includes(rt)) continue;
+    try {
+      servers.push({
+        server: 'runtime floor',
+        runtime: rt,
+        svc: await lab.startFloor(rt),
+        note: FLOOR_NOTES[rt],
+      });
+    } catch (e) {
+      const msg = (e as Error).message.split('\n')[0];
+      servers.push({ server: 'runtime floor', runtime: rt, svc: null, reason: `not available: ${msg}` });
     }
   }
   const bouncer = lab.pgbouncer;
@@ -820,7 +842,9 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       // pgbench runs on the same 2 cores: the server's own CPU per handshake says what its rate costs.
       finish: (fig, samples) => {
         const ms = samples.map((x) => x.serverCpuMs).filter((x): x is number => x !== undefined);
-        if (ms.length) fig.notes.push(`server CPU ${percentile(ms, 50).toFixed(2)} ms per handshake`);
+        if (!ms.length) return;
+        fig.serverCpuMs = percentile(ms, 50);
+        fig.notes.push(`server CPU ${fig.serverCpuMs.toFixed(2)} ms per handshake`);
       },
     };
   });
@@ -841,10 +865,16 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       ? {
           base,
           once: async () => {
-            // pgconn serve is measured in a fresh process: the one above has carried gigabytes of
-            // COPY and the handshakes, and its heap shrinking under GC made the figure negative.
+            // pgconn serve and the floors are measured in a fresh process: the ones above have carried
+            // the handshakes (and serve gigabytes of COPY), and a heap already grown or shrinking under
+            // GC would not be charged to the idle connections (serve's figure once came out negative).
+            const rt = s.runtime as Runtime;
             const own =
-              s.server === 'pgconn serve' ? await lab.startServe(s.runtime as Runtime, false) : null;
+              s.server === 'pgconn serve'
+                ? await lab.startServe(rt, false)
+                : s.server === 'runtime floor'
+                  ? await lab.startFloor(rt)
+                  : null;
             try {
               const on = own ?? svc;
               const m = await idleMemory(ctx, on.pid, lab.target(on.port, 'sslrequest'));
@@ -857,9 +887,10 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       : { base, unavailable: s.reason ?? 'not available' };
     await interleave(ctx, [cell], 1);
   }
-  // The Bun/Deno servers started here are stopped here (the Node one belongs to the lab).
+  // The floors and the Bun/Deno servers started here are stopped here (pgconn serve on Node belongs to the lab).
   for (const s of servers)
-    if (s.runtime !== 'node' && s.server === 'pgconn serve' && s.svc) await stop(s.svc.child);
+    if (s.svc && (s.server === 'runtime floor' || (s.runtime !== 'node' && s.server === 'pgconn serve')))
+      await stop(s.svc.child);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
