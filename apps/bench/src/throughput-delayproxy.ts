@@ -11,12 +11,14 @@
  * Prints `listening <port>`; exits when stdin closes (its parent is gone) or on SIGTERM.
  */
 import * as net from 'node:net';
+import { arg as argOf, exitWithParent } from './throughput/helper-process.ts';
+
+const USAGE = 'throughput-delayproxy --target PORT --delay-ms MS';
 
 function arg(name: string): number {
-  const i = process.argv.indexOf(name);
-  const v = Number(i >= 0 ? process.argv[i + 1] : Number.NaN);
+  const v = Number(argOf(name, USAGE));
   if (!Number.isFinite(v) || v < 0) {
-    process.stderr.write(`usage: throughput-delayproxy --target PORT --delay-ms MS (bad ${name})\n`);
+    process.stderr.write(`usage: ${USAGE} (bad ${name})\n`);
     process.exit(2);
   }
   return v;
@@ -55,6 +57,4 @@ server.listen(0, '127.0.0.1', () => {
   const a = server.address() as net.AddressInfo;
   process.stdout.write(`listening ${a.port}\n`);
 });
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
-process.on('SIGTERM', () => process.exit(0));
+exitWithParent();

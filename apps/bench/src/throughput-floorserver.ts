@@ -13,19 +13,14 @@
  *
  * Prints `listening on 127.0.0.1:PORT`; exits when stdin closes or on SIGTERM.
  */
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { arg as argOf, exitWithParent } from './throughput/helper-process.ts';
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  const v = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!v) {
-    process.stderr.write(`usage: throughput-floorserver --cert FILE --key FILE (missing ${name})\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const USAGE = 'throughput-floorserver --cert FILE --key FILE';
+const arg = (name: string): string => argOf(name, USAGE);
 
 const cert = readFileSync(arg('--cert'), 'utf8');
 const key = readFileSync(arg('--key'), 'utf8');
@@ -41,15 +36,7 @@ function message(type: string, body: Uint8Array): Uint8Array {
   return m;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+const concat = (parts: Uint8Array[]): Uint8Array => Buffer.concat(parts);
 
 const enc = new TextEncoder();
 /** AuthenticationOk, server_version, BackendKeyData, ReadyForQuery: one write after the startup packet. */
@@ -187,9 +174,4 @@ if (bun) {
   server.listen(0, '127.0.0.1', () => listening((server.address() as net.AddressInfo).port));
 }
 
-const quit = () => process.exit(0);
-process.stdin.on('end', quit);
-process.stdin.on('close', quit);
-process.stdin.resume();
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
+exitWithParent();

@@ -11,18 +11,10 @@
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { hashMd5Password, PostgresConnection } from 'pg-gateway';
+import { arg as argOf, exitWithParent } from './throughput/helper-process.ts';
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  const v = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!v) {
-    process.stderr.write(
-      `usage: throughput-gateway --cert F --key F --user U --password P (missing ${name})\n`,
-    );
-    process.exit(2);
-  }
-  return v;
-}
+const USAGE = 'throughput-gateway --cert F --key F --user U --password P';
+const arg = (name: string): string => argOf(name, USAGE);
 
 const cert = readFileSync(arg('--cert'));
 const key = readFileSync(arg('--key'));
@@ -45,9 +37,4 @@ const server = net.createServer((socket) => {
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`listening on 127.0.0.1:${(server.address() as net.AddressInfo).port}\n`);
 });
-const quit = () => process.exit(0);
-process.stdin.on('end', quit);
-process.stdin.on('close', quit);
-process.stdin.resume();
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
+exitWithParent();

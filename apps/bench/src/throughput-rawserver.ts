@@ -12,16 +12,10 @@
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { arg as argOf, exitWithParent } from './throughput/helper-process.ts';
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  const v = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!v) {
-    process.stderr.write(`usage: throughput-rawserver --cert FILE --key FILE (missing ${name})\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const USAGE = 'throughput-rawserver --cert FILE --key FILE';
+const arg = (name: string): string => argOf(name, USAGE);
 
 function serve(s: net.Socket): void {
   s.setNoDelay(true);
@@ -83,9 +77,4 @@ const listen = (srv: net.Server): Promise<number> =>
   );
 
 Promise.all([listen(plain), listen(secure)]).then(([p, t]) => process.stdout.write(`listening ${p} ${t}\n`));
-const quit = () => process.exit(0);
-process.stdin.on('end', quit);
-process.stdin.on('close', quit);
-process.stdin.resume();
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
+exitWithParent();

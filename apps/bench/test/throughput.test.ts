@@ -138,7 +138,8 @@ describe('throughput bench (quick path, pgconn serve over TLS)', () => {
         warmup: 0,
         runs: 1,
       });
-      expect(h.kind === 'handshake' && h.runs[0]!.latenciesMs.length).toBe(3);
+      if (h.kind !== 'handshake') throw new Error(`unexpected ${h.kind} result`);
+      expect(h.runs[0]!.latenciesMs.length).toBe(3);
       expect(h.tls?.protocol).toMatch(/^TLSv1\.[23]$/);
     } finally {
       await stop(floor.child);
