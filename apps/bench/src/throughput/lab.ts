@@ -275,28 +275,33 @@ export class Lab {
 
   async startGateway(): Promise<Service | Unavailable> {
     try {
-      const child = track(
-        process.execPath,
-        [
-          join(this.distDir, 'throughput-gateway.js'),
-          '--cert',
-          this.certs.cert,
-          '--key',
-          this.certs.key,
-          '--user',
-          BENCH_USER,
-          '--password',
-          BENCH_PASSWORD,
-        ],
-        { stdio: ['pipe', 'pipe', this.logFd('gateway.log')] },
-      );
-      const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 15_000, 'pg-gateway');
-      child.stdout!.resume();
-      this.gateway = { name: 'pg-gateway', host: m[1]!, port: Number(m[2]), pid: child.pid!, child };
+      this.gateway = await this.spawnGateway();
     } catch (e) {
       this.gateway = { unavailable: `pg-gateway did not start: ${(e as Error).message}` };
     }
     return this.gateway;
+  }
+
+  /** One pg-gateway process (a fresh one per call); its caller stops it. */
+  async spawnGateway(): Promise<Service> {
+    const child = track(
+      process.execPath,
+      [
+        join(this.distDir, 'throughput-gateway.js'),
+        '--cert',
+        this.certs.cert,
+        '--key',
+        this.certs.key,
+        '--user',
+        BENCH_USER,
+        '--password',
+        BENCH_PASSWORD,
+      ],
+      { stdio: ['pipe', 'pipe', this.logFd('gateway.log')] },
+    );
+    const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 15_000, 'pg-gateway');
+    child.stdout!.resume();
+    return { name: 'pg-gateway', host: m[1]!, port: Number(m[2]), pid: child.pid!, child };
   }
 
   /**
@@ -315,68 +320,75 @@ export class Lab {
       return this.pgbouncer;
     }
     try {
-      const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
-      const secret = await pg.sql(`SELECT rolpassword FROM pg_authid WHERE rolname = '${BENCH_USER}'`);
-      const d = join(this.dir, 'pgbouncer');
-      mkdirSync(d, { recursive: true });
-      const port = await freePort();
-      const copy = (from: string, name: string, mode: number) => {
-        const to = join(d, name);
-        writeFileSync(to, readFileSync(from));
-        chmodSync(to, mode);
-        return to;
-      };
-      const cert = copy(this.certs.cert, 'server.crt', 0o644);
-      const key = copy(this.certs.key, 'server.key', 0o600);
-      writeFileSync(join(d, 'userlist.txt'), `"${BENCH_USER}" "${secret}"\n`);
-      const ini = join(d, 'pgbouncer.ini');
-      writeFileSync(
-        ini,
-        [
-          '[databases]',
-          `postgres = host=127.0.0.1 port=${pg.port} dbname=postgres user=${POOL_USER}`,
-          '[pgbouncer]',
-          'listen_addr = 127.0.0.1',
-          `listen_port = ${port}`,
-          'unix_socket_dir =',
-          `logfile = ${join(d, 'pgbouncer.log')}`,
-          'auth_type = scram-sha-256',
-          `auth_file = ${join(d, 'userlist.txt')}`,
-          'client_tls_sslmode = require',
-          `client_tls_cert_file = ${cert}`,
-          `client_tls_key_file = ${key}`,
-          'pool_mode = session',
-          'max_client_conn = 5000',
-          'default_pool_size = 20',
-          'ignore_startup_parameters = extra_float_digits,options',
-        ].join('\n'),
-      );
-      const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
-      const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
-      const asRoot = process.getuid?.() === 0;
-      if (asRoot)
-        for (const f of ['', 'server.crt', 'server.key', 'userlist.txt', 'pgbouncer.ini'])
-          chownSync(join(d, f), uid, gid);
-      const child = track(bin, [ini], {
-        stdio: ['ignore', 'ignore', this.logFd('pgbouncer.stderr')],
-        ...(asRoot ? { uid, gid } : {}),
-      });
-      watchdog(child.pid!);
-      const deadline = Date.now() + 15_000;
-      while (!(await tcpOpen(port))) {
-        if (child.exitCode !== null || Date.now() > deadline) {
-          const log = existsSync(join(d, 'pgbouncer.log'))
-            ? readFileSync(join(d, 'pgbouncer.log'), 'utf8')
-            : '';
-          throw new Error(`not listening (exit ${child.exitCode}): ${log.split('\n').slice(-3).join(' / ')}`);
-        }
-        await sleep(50);
-      }
-      this.pgbouncer = { name: version, host: '127.0.0.1', port, pid: child.pid!, child };
+      this.pgbouncer = await this.spawnPgBouncer(pg);
     } catch (e) {
       this.pgbouncer = { unavailable: `PgBouncer did not start: ${(e as Error).message}` };
     }
     return this.pgbouncer;
+  }
+
+  /** One PgBouncer process as startPgBouncer describes (a fresh one per call); its caller stops it. */
+  async spawnPgBouncer(pg: PgServer): Promise<Service> {
+    const bin = which('pgbouncer');
+    if (!bin) throw new Error('PgBouncer is not installed');
+    const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
+    const secret = await pg.sql(`SELECT rolpassword FROM pg_authid WHERE rolname = '${BENCH_USER}'`);
+    const d = join(this.dir, 'pgbouncer');
+    mkdirSync(d, { recursive: true });
+    const port = await freePort();
+    const copy = (from: string, name: string, mode: number) => {
+      const to = join(d, name);
+      writeFileSync(to, readFileSync(from));
+      chmodSync(to, mode);
+      return to;
+    };
+    const cert = copy(this.certs.cert, 'server.crt', 0o644);
+    const key = copy(this.certs.key, 'server.key', 0o600);
+    writeFileSync(join(d, 'userlist.txt'), `"${BENCH_USER}" "${secret}"\n`);
+    const ini = join(d, 'pgbouncer.ini');
+    writeFileSync(
+      ini,
+      [
+        '[databases]',
+        `postgres = host=127.0.0.1 port=${pg.port} dbname=postgres user=${POOL_USER}`,
+        '[pgbouncer]',
+        'listen_addr = 127.0.0.1',
+        `listen_port = ${port}`,
+        'unix_socket_dir =',
+        `logfile = ${join(d, 'pgbouncer.log')}`,
+        'auth_type = scram-sha-256',
+        `auth_file = ${join(d, 'userlist.txt')}`,
+        'client_tls_sslmode = require',
+        `client_tls_cert_file = ${cert}`,
+        `client_tls_key_file = ${key}`,
+        'pool_mode = session',
+        'max_client_conn = 5000',
+        'default_pool_size = 20',
+        'ignore_startup_parameters = extra_float_digits,options',
+      ].join('\n'),
+    );
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot)
+      for (const f of ['', 'server.crt', 'server.key', 'userlist.txt', 'pgbouncer.ini'])
+        chownSync(join(d, f), uid, gid);
+    const child = track(bin, [ini], {
+      stdio: ['ignore', 'ignore', this.logFd('pgbouncer.stderr')],
+      ...(asRoot ? { uid, gid } : {}),
+    });
+    watchdog(child.pid!);
+    const deadline = Date.now() + 15_000;
+    while (!(await tcpOpen(port))) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        const log = existsSync(join(d, 'pgbouncer.log'))
+          ? readFileSync(join(d, 'pgbouncer.log'), 'utf8')
+          : '';
+        throw new Error(`not listening (exit ${child.exitCode}): ${log.split('\n').slice(-3).join(' / ')}`);
+      }
+      await sleep(50);
+    }
+    return { name: version, host: '127.0.0.1', port, pid: child.pid!, child };
   }
 
   /** A PgTarget for the given server. */

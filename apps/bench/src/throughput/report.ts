@@ -541,7 +541,7 @@ export function toMarkdown(r: Report): string {
   out.push('## 6. Server side: TLS + SCRAM handshakes accepted, memory per idle TLS connection');
   out.push('');
   out.push(
-    `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count (pgconn serve in a fresh process for this, after 4 connections to warm it).`,
+    `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count; every round in a fresh process of that server, after 4 connections to warm it (the notes give the median round's RSS).`,
   );
   out.push('');
   out.push(
@@ -586,16 +586,16 @@ export function toMarkdown(r: Report): string {
   out.push('');
   out.push(
     table(
-      ['Runtime', 'Client', 'MiB above idle', '× pg', '× postgres.js', 'Notes'],
+      ['Runtime', 'Client', 'MiB above idle, median', 'min', 'max', '× pg', '× postgres.js', 'Notes'],
       by('memory').map((f) => [
         f.runtime,
         f.client === 'pgconn' ? '**pgconn**' : f.client,
-        valueCells(f)[0]!,
+        ...valueCells(f),
         ratioCell(f, 'pg'),
         ratioCell(f, 'postgres.js'),
         esc(f.notes.join('; ')),
       ]),
-      ['---', '---', '--:', '--:', '--:', '---'],
+      ['---', '---', '--:', '--:', '--:', '--:', '--:', '---'],
     ),
   );
   out.push('');

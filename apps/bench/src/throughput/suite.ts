@@ -194,6 +194,15 @@ async function interleave(ctx: Ctx, cells: Cell[], rounds = ctx.cfg.runs): Promi
   }
 }
 
+/** Keeps the notes of the round nearest the median: per-round detail (RSS before/after) differs by round. */
+function medianNotes(fig: Figure, samples: Sample[]): void {
+  const m = fig.value?.median;
+  if (m === undefined || samples.length < 2) return;
+  const near = samples.reduce((a, b) => (Math.abs(b.value - m) < Math.abs(a.value - m) ? b : a));
+  const [first, ...rest] = near.notes ?? [];
+  fig.notes = first === undefined ? [] : [`median round: ${first}`, ...rest];
+}
+
 /** The sample of a one-run throughput job. */
 function throughputSample(r: JobResult): Sample {
   const t = r as ThroughputResult;
@@ -747,13 +756,20 @@ export async function serverSection(ctx: Ctx): Promise<void> {
     server: string;
     runtime: Figure['runtime'];
     svc: { port: number; pid: number; child: ChildProcess } | null;
+    /** A fresh process of the same server, for the idle-memory rounds. */
+    spawn?: () => Promise<{ port: number; pid: number; child: ChildProcess }>;
     reason?: string;
     note?: string;
   };
   const servers: S[] = [];
   servers.push(
     lab.serve
-      ? { server: 'pgconn serve', runtime: 'node', svc: lab.serve }
+      ? {
+          server: 'pgconn serve',
+          runtime: 'node',
+          svc: lab.serve,
+          spawn: () => lab.startServe('node', false),
+        }
       : { server: 'pgconn serve', runtime: 'node', svc: null, reason: 'not started' },
   );
   for (const rt of ['bun', 'deno'] as const) {
@@ -761,7 +777,7 @@ export async function serverSection(ctx: Ctx): Promise<void> {
     // `pgconn serve --runtime bun|deno`: the CLI says whether that runtime can serve yet.
     try {
       const s = await lab.startServe(rt);
-      servers.push({ server: 'pgconn serve', runtime: rt, svc: s });
+      servers.push({ server: 'pgconn serve', runtime: rt, svc: s, spawn: () => lab.startServe(rt, false) });
     } catch (e) {
       const msg = (e as Error).message.replace(/^pgconn: /, '');
       servers.push({
@@ -780,6 +796,7 @@ export async function serverSection(ctx: Ctx): Promise<void> {
         server: 'runtime floor',
         runtime: rt,
         svc: await lab.startFloor(rt),
+        spawn: () => lab.startFloor(rt),
         note: FLOOR_NOTES[rt],
       });
     } catch (e) {
@@ -788,14 +805,20 @@ export async function serverSection(ctx: Ctx): Promise<void> {
     }
   }
   const bouncer = lab.pgbouncer;
-  if (bouncer && !isUnavailable(bouncer))
-    servers.push({ server: bouncer.name, runtime: 'native', svc: bouncer });
+  const pg18 = lab.pg.get(18);
+  if (bouncer && !isUnavailable(bouncer) && pg18 && !isUnavailable(pg18))
+    servers.push({
+      server: bouncer.name,
+      runtime: 'native',
+      svc: bouncer,
+      spawn: () => lab.spawnPgBouncer(pg18),
+    });
   else
     servers.push({
       server: 'PgBouncer',
       runtime: 'native',
       svc: null,
-      reason: bouncer?.unavailable ?? 'not started',
+      reason: bouncer && isUnavailable(bouncer) ? bouncer.unavailable : 'not started',
     });
   const gateway = lab.gateway;
   if (gateway && !isUnavailable(gateway))
@@ -803,6 +826,7 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       server: 'pg-gateway',
       runtime: 'node',
       svc: gateway,
+      spawn: () => lab.spawnGateway(),
       note: 'pg-gateway 0.2.4 has no SCRAM: TLS + MD5 password',
     });
   else
@@ -850,7 +874,10 @@ export async function serverSection(ctx: Ctx): Promise<void> {
   });
   await interleave(ctx, cells);
 
-  // Memory per idle TLS connection, one server at a time.
+  // Memory per idle TLS connection, one server at a time, each round in a fresh server process: the
+  // ones above have carried the handshakes (and serve gigabytes of COPY), and a heap or malloc arena
+  // already grown, or shrinking under GC, would not be charged to the idle connections (serve's figure
+  // once came out negative; a second round in the same PgBouncer reuses the first one's memory).
   for (const s of servers) {
     const base: FigureBase = {
       section: 'server',
@@ -860,32 +887,24 @@ export async function serverSection(ctx: Ctx): Promise<void> {
       mode: 'tls',
       unit: 'KiB/conn',
     };
-    const svc = s.svc;
-    const cell: Cell = svc
+    const spawn = s.svc ? s.spawn : undefined;
+    const cell: Cell = spawn
       ? {
           base,
           once: async () => {
-            // pgconn serve and the floors are measured in a fresh process: the ones above have carried
-            // the handshakes (and serve gigabytes of COPY), and a heap already grown or shrinking under
-            // GC would not be charged to the idle connections (serve's figure once came out negative).
-            const rt = s.runtime as Runtime;
-            const own =
-              s.server === 'pgconn serve'
-                ? await lab.startServe(rt, false)
-                : s.server === 'runtime floor'
-                  ? await lab.startFloor(rt)
-                  : null;
+            const own = await spawn();
             try {
-              const on = own ?? svc;
-              const m = await idleMemory(ctx, on.pid, lab.target(on.port, 'sslrequest'));
+              const m = await idleMemory(ctx, own.pid, lab.target(own.port, 'sslrequest'));
               return { value: m.kib, notes: [m.note, ...(s.note ? [s.note] : [])] };
             } finally {
-              if (own) await stop(own.child);
+              await stop(own.child);
             }
           },
+          // The per-round RSS notes would repeat five times: keep the median round's.
+          finish: (fig, samples) => medianNotes(fig, samples),
         }
       : { base, unavailable: s.reason ?? 'not available' };
-    await interleave(ctx, [cell], 1);
+    await interleave(ctx, [cell]);
   }
   // The floors and the Bun/Deno servers started here are stopped here (pgconn serve on Node belongs to the lab).
   for (const s of servers)
@@ -947,12 +966,12 @@ export async function memorySection(ctx: Ctx): Promise<void> {
               ],
             };
           },
+          finish: (fig, samples) => medianNotes(fig, samples),
         });
       }
     }
   }
-  // One sample each: a 1 GiB slow read takes a while, and the peak, not a rate, is what is measured.
-  await interleave(ctx, cells, 1);
+  await interleave(ctx, cells);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
