@@ -430,7 +430,7 @@ export function toMarkdown(r: Report): string {
   );
   out.push('');
   out.push(
-    `> **Loaded machine.** These figures were taken on a ${m.cores}-core machine shared with other jobs (load average ${m.loadavgStart.join(' ')} at the start, ${m.loadavgEnd.join(' ')} at the end); client, server and the other engineers' test suites competed for the same cores. Absolute MB/s move by tens of percent between runs; the ratios, taken in the same run, are the meaningful part.${c.quick ? ' Quick mode: tiny volumes and one run — a smoke test, not a measurement.' : ''}`,
+    `> **Shared cores.** These figures were taken on a ${m.cores}-core machine (load average ${m.loadavgStart.join(' ')} at the start, ${m.loadavgEnd.join(' ')} at the end) where the client, the server and PostgreSQL compete for the same cores. Absolute MB/s move by tens of percent between runs; the ratios, taken in the same run, are the meaningful part.${c.quick ? ' Quick mode: tiny volumes and one run — a smoke test, not a measurement.' : ''}`,
   );
   out.push('');
   out.push(
