@@ -72,6 +72,10 @@ class Session {
       if (b.length < head) return;
       const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
       const len = this.phase === 'messages' ? 1 + dv.getInt32(1) : dv.getInt32(0);
+      if (len < (this.phase === 'messages' ? 5 : 8)) {
+        this.end(); // shorter than any message of this phase: not a PostgreSQL client
+        return;
+      }
       if (b.length < len) return;
       this.buf = b.subarray(len);
       if (this.phase === 'request') {
