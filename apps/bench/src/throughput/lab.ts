@@ -99,6 +99,13 @@ const which = (cmd: string): string | null => {
   }
 };
 
+/** A helper process once it prints `listening on HOST:PORT` (its stdout is drained from then on). */
+async function listeningOn(child: ChildProcess, name: string, timeoutMs: number): Promise<Service> {
+  const m = await waitForLine(child, /^listening on (.+):(\d+)$/, timeoutMs, name);
+  child.stdout!.resume();
+  return { name, host: m[1]!, port: Number(m[2]), pid: child.pid!, child };
+}
+
 export class Lab {
   readonly root = repoRoot();
   readonly dir: string;
@@ -268,9 +275,7 @@ export class Lab {
     const child = track(cmd!, [...pre, script, '--cert', this.certs.cert, '--key', this.certs.key], {
       stdio: ['pipe', 'pipe', this.logFd(`floor-${runtime}.log`)],
     });
-    const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 30_000, `${runtime} floor server`);
-    child.stdout!.resume();
-    return { name: 'runtime floor', host: m[1]!, port: Number(m[2]), pid: child.pid!, child };
+    return listeningOn(child, 'runtime floor', 30_000);
   }
 
   async startGateway(): Promise<Service | Unavailable> {
@@ -299,9 +304,7 @@ export class Lab {
       ],
       { stdio: ['pipe', 'pipe', this.logFd('gateway.log')] },
     );
-    const m = await waitForLine(child, /^listening on (.+):(\d+)$/, 15_000, 'pg-gateway');
-    child.stdout!.resume();
-    return { name: 'pg-gateway', host: m[1]!, port: Number(m[2]), pid: child.pid!, child };
+    return listeningOn(child, 'pg-gateway', 15_000);
   }
 
   /**

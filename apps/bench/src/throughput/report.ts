@@ -231,22 +231,16 @@ export function evaluateTargets(
     }
   }
   // 4. Server handshakes and idle memory (pgconn serve per runtime).
-  const rateOf = (server: string, rt?: Figure['runtime']) =>
+  const serverFig = (unit: 'conn/s' | 'KiB/conn') => (server: string, rt?: Figure['runtime']) =>
     figs.find(
       (g) =>
         g.section === 'server' &&
-        g.unit === 'conn/s' &&
+        g.unit === unit &&
         g.server.startsWith(server) &&
         (rt === undefined || g.runtime === rt),
     );
-  const memOf = (server: string, rt?: Figure['runtime']) =>
-    figs.find(
-      (g) =>
-        g.section === 'server' &&
-        g.unit === 'KiB/conn' &&
-        g.server.startsWith(server) &&
-        (rt === undefined || g.runtime === rt),
-    );
+  const rateOf = serverFig('conn/s');
+  const memOf = serverFig('KiB/conn');
   for (const rt of runtimes) {
     const ours = rateOf('pgconn serve', rt);
     const bouncer = rateOf('PgBouncer');
@@ -299,10 +293,9 @@ export function evaluateTargets(
     else {
       const x = om.value.median / Math.max(bm.value.median, 0.1);
       const fm = memOf('runtime floor', rt);
-      const floor =
-        fm?.status === 'ok' && fm.value
-          ? `; ${rt}'s floor (its TLS server, no pgconn) ${fm.value.median.toFixed(1)} KiB`
-          : '';
+      const floor = ok(fm)
+        ? `; ${rt}'s floor (its TLS server, no pgconn) ${fm.value.median.toFixed(1)} KiB`
+        : '';
       out.push({
         ...t3,
         status: verdict(om.value.median <= 2 * bm.value.median),
