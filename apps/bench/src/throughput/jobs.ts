@@ -70,6 +70,8 @@ export interface HandshakeJob {
   count: number;
   warmup: number;
   runs: number;
+  /** pgconn only: derive the SCRAM keys on every connection (scramKeyCache: null), as pg and libpq do. */
+  noKeyCache?: boolean;
 }
 
 /** One COPY TO STDOUT read by a consumer that sleeps `pauseMs` after every `pauseEvery` bytes. */

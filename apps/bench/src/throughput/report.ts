@@ -5,7 +5,7 @@
 import type { Runtime } from './jobs.ts';
 import type { BenchConfig, Figure, Mode, Report, TargetStatus } from './model.ts';
 import { fmtNum, fmtRate, fmtRatio } from './stats.ts';
-import { handshakeLabel } from './suite.ts';
+import { handshakeLabel, NO_KEY_CACHE } from './suite.ts';
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Ratios                                                                                          */
@@ -187,11 +187,15 @@ export function evaluateTargets(
       } else {
         const best = peers.reduce((a, b) => (a.value.median >= b.value.median ? a : b));
         const x = f.value.median / best.value.median;
+        const bare = find(figs, { section: 'handshake', runtime: rt, client: NO_KEY_CACHE, mode });
+        const without = ok(bare)
+          ? `; ${NO_KEY_CACHE}: ${fmtRatio(bare.value.median / best.value.median)} (${fmtRate(bare.value.median)} conn/s)`
+          : '';
         out.push({
           id,
           target,
           status: verdict(x >= 1.2),
-          detail: `${fmtRatio(x)} vs ${best.client} (${fmtRate(f.value.median)} vs ${fmtRate(best.value.median)} conn/s)${quick}`,
+          detail: `${fmtRatio(x)} vs ${best.client} (${fmtRate(f.value.median)} vs ${fmtRate(best.value.median)} conn/s)${without}${quick}`,
         });
       }
     }
@@ -502,7 +506,7 @@ export function toMarkdown(r: Report): string {
   );
   out.push('');
   out.push(
-    `${c.handshakes} sequential connections per run; conn/s counts open + close; latency is connect → ReadyForQuery. Plaintext rows use a trust role, TLS rows SCRAM-SHA-256 with sslmode=verify-full.`,
+    `${c.handshakes} sequential connections per run; conn/s counts open + close; latency is connect → ReadyForQuery. Plaintext rows use a trust role, TLS rows SCRAM-SHA-256 with sslmode=verify-full. pgconn keeps the SCRAM keys it derived (RFC 5802 §5.1: PostgreSQL sends the same salt until the password changes), so after the warm-up its TLS rows skip PBKDF2; pg, postgres.js and libpq derive the keys on every connection. The "${NO_KEY_CACHE}" rows are pgconn with \`scramKeyCache: null\`, deriving them every time as well.`,
   );
   out.push('');
   out.push(

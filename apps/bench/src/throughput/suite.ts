@@ -375,6 +375,8 @@ export async function ceilingSection(ctx: Ctx): Promise<void> {
 /* ---------------------------------------------------------------------------------------------- */
 
 const DRIVERS: readonly Driver[] = ['pgconn', 'pg', 'postgres.js'];
+/** The client label of pgconn handshakes with `scramKeyCache: null`. */
+export const NO_KEY_CACHE = 'pgconn, no key cache';
 
 export async function copySection(ctx: Ctx, dir: 'read' | 'write'): Promise<void> {
   const { lab, cfg } = ctx;
@@ -537,6 +539,7 @@ function clientHandshakeCell(
   driver: Driver,
   target: PgTarget,
   base: FigureBase,
+  noKeyCache = false,
 ): Cell {
   const { cfg } = ctx;
   return {
@@ -550,6 +553,7 @@ function clientHandshakeCell(
         count: cfg.handshakes,
         warmup: cfg.handshakeWarmup,
         runs: 1,
+        ...(noKeyCache ? { noKeyCache } : {}),
       };
       const r = (await ctx.exec(rt, job, timeout(cfg))) as HandshakeResult;
       const run0 = r.runs[0]!;
@@ -608,6 +612,25 @@ export async function handshakeSection(ctx: Ctx): Promise<void> {
         else if (mode === 'tls-direct' && peer)
           cells.push({ base, unavailable: `${driver} has no direct TLS (sslnegotiation=direct)` });
         else cells.push(clientHandshakeCell(ctx, rt, driver, handshakeTarget(lab, pg.port, mode), base));
+      }
+      // pgconn keeps SCRAM keys between connections (RFC 5802 §5.1); pg, postgres.js and libpq derive
+      // them every time. This row shows what the cache is worth: pgconn deriving them every time too.
+      if (
+        mode !== 'plain' &&
+        rt.available &&
+        pg &&
+        !isUnavailable(pg) &&
+        !(mode === 'tls-direct' && version < 17)
+      ) {
+        const base: FigureBase = {
+          section: 'handshake',
+          runtime: rt.id,
+          server,
+          client: NO_KEY_CACHE,
+          mode,
+          unit: 'conn/s',
+        };
+        cells.push(clientHandshakeCell(ctx, rt, 'pgconn', handshakeTarget(lab, pg.port, mode), base, true));
       }
     }
     // libpq: pgbench -C, one client, libpq 18 (direct TLS needs it; the same library for every mode).

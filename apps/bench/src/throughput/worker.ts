@@ -82,13 +82,16 @@ interface PgconnConnection {
 
 type PgconnConnect = (conninfo: string) => Promise<PgconnConnection>;
 let pgconnConnect: PgconnConnect | null = null;
+/** Set by a handshake job with `noKeyCache` before the first connection: `scramKeyCache: null`. */
+let pgconnOptions: { scramKeyCache?: null } = {};
 
 /** pgconn's connect for this runtime, through the runtime's own transport. */
 async function pgconnConnector(): Promise<PgconnConnect> {
   if (pgconnConnect) return pgconnConnect;
+  const options = pgconnOptions;
   if (RUNTIME === 'node') {
     const m = await import('@pgconn/transport-node');
-    pgconnConnect = (c) => m.connect(c, { env: {} }) as unknown as Promise<PgconnConnection>;
+    pgconnConnect = (c) => m.connect(c, { env: {}, ...options }) as unknown as Promise<PgconnConnection>;
   } else if (RUNTIME === 'bun') {
     const core = await import('@pgconn/core');
     const spec = '@pgconn/transport-bun';
@@ -99,14 +102,18 @@ async function pgconnConnector(): Promise<PgconnConnect> {
       core.connect(
         transport as Parameters<typeof core.connect>[0],
         core.resolveOptions({ conninfo: c, env: {} }),
+        options,
       ) as unknown as Promise<PgconnConnection>;
   } else {
     const spec = '@pgconn/transport-deno';
     const m = (await import(spec)) as {
-      connect?: (c: string, o: { env: Record<string, string> }) => Promise<PgconnConnection>;
+      connect?: (
+        c: string,
+        o: { env: Record<string, string>; scramKeyCache?: null },
+      ) => Promise<PgconnConnection>;
     };
     if (!m.connect) throw new Error('@pgconn/transport-deno exports no connect');
-    pgconnConnect = (c) => m.connect!(c, { env: {} });
+    pgconnConnect = (c) => m.connect!(c, { env: {}, ...options });
   }
   return pgconnConnect;
 }
@@ -487,6 +494,7 @@ async function openOnce(
 }
 
 async function handshake(job: HandshakeJob): Promise<HandshakeResult> {
+  if (job.noKeyCache) pgconnOptions = { scramKeyCache: null };
   let seen: TlsSeen | null = null;
   const cycle = async (latencies: number[] | null) => {
     const t0 = now();

@@ -21,3 +21,4 @@ export {
   scramVerifier,
   verifyScramPlainPassword,
 } from './scram.ts';
+export { defaultScramKeyCache, ScramKeyCache, type ScramKeys } from './scram-key-cache.ts';

@@ -18,6 +18,7 @@ import { AuthError, OptionError, ProtocolError } from '../errors.ts';
 import { concatBytes, fromBase64, fromLatin1, latin1, owned, toBase64, utf8 } from './bytes.ts';
 import { constantTimeEqual } from './constant-time.ts';
 import { pgSaslprep } from './saslprep.ts';
+import { defaultScramKeyCache, type ScramKeyCache, type ScramKeys } from './scram-key-cache.ts';
 
 export type ScramMechanism = 'SCRAM-SHA-256' | 'SCRAM-SHA-256-PLUS';
 
@@ -178,13 +179,22 @@ export function checkIterations(n: number, what: string): number {
 // ---------------------------------------------------------------------------------------------
 // Key derivation and the PostgreSQL verifier format
 
-async function deriveKeys(password: string | Uint8Array, salt: Uint8Array, iterations: number) {
+/** `cache`: the client's key cache (scram-key-cache.ts); the server side never caches. */
+async function deriveKeys(
+  password: string | Uint8Array,
+  salt: Uint8Array,
+  iterations: number,
+  cache: ScramKeyCache | null = null,
+): Promise<ScramKeys> {
   try {
-    const sp = await saltedPassword(pgSaslprep(password), salt, iterations);
+    const prepared = pgSaslprep(password);
+    const cached = cache?.get(prepared, salt, iterations);
+    if (cached) return cached;
+    const sp = await saltedPassword(prepared, salt, iterations);
     const clientKey = hmac(sp, CLIENT_KEY);
-    const storedKey = sha256(clientKey);
-    const serverKey = hmac(sp, SERVER_KEY);
-    return { clientKey, storedKey, serverKey };
+    const keys = { clientKey, storedKey: sha256(clientKey), serverKey: hmac(sp, SERVER_KEY) };
+    cache?.set(prepared, salt, iterations, keys);
+    return keys;
   } catch (e) {
     // WebCrypto refusing its input (a runtime that rejects an empty PBKDF2 password, say).
     throw new AuthError(`could not compute SCRAM keys: ${e instanceof Error ? e.message : String(e)}`);
@@ -293,6 +303,12 @@ export interface ScramClientOptions {
    * which is the default; only for RFC test vectors or other servers. Encoded as RFC 5802 saslname.
    */
   username?: string;
+  /**
+   * Where derived keys are kept between handshakes (RFC 5802 §5.1; see scram-key-cache.ts): a
+   * reconnect with the same password, salt and iteration count skips PBKDF2. Default: the process-wide
+   * `defaultScramKeyCache`; null derives every time and keeps nothing.
+   */
+  keyCache?: ScramKeyCache | null;
 }
 
 type ClientState = 'initial' | 'first-sent' | 'busy' | 'final-sent' | 'done' | 'failed';
@@ -306,12 +322,14 @@ export class ScramClient {
   private readonly nonce: string;
   private readonly maxIterations: number;
   private readonly username: string;
+  private readonly keyCache: ScramKeyCache | null;
   private clientFirstBare: Uint8Array = new Uint8Array(0);
   private serverSignature: Uint8Array | null = null;
 
   constructor(options: ScramClientOptions) {
     this.mechanism = options.mechanism;
     this.password = options.password;
+    this.keyCache = options.keyCache === undefined ? defaultScramKeyCache : options.keyCache;
     this.maxIterations = checkIterations(
       options.maxIterations ?? SCRAM_DEFAULT_MAX_ITERATIONS,
       'maximum SCRAM iteration count',
@@ -392,7 +410,12 @@ export class ScramClient {
       const withoutProof = utf8(`c=${toBase64(cbindInput)},r=${nonce}`);
       const authMessage = concatBytes(this.clientFirstBare, COMMA, serverFirst, COMMA, withoutProof);
 
-      const { clientKey, storedKey, serverKey } = await deriveKeys(this.password, salt, iterations);
+      const { clientKey, storedKey, serverKey } = await deriveKeys(
+        this.password,
+        salt,
+        iterations,
+        this.keyCache,
+      );
       const clientSignature = hmac(storedKey, authMessage);
       const proof = xor(clientKey, clientSignature);
       this.serverSignature = hmac(serverKey, authMessage);

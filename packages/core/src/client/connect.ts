@@ -8,6 +8,7 @@
  * a TLS verification failure with no method left) ends the whole attempt.
  */
 import { checkIterations } from '../auth/scram.ts';
+import type { ScramKeyCache } from '../auth/scram-key-cache.ts';
 import { type Connection, type NegotiateOptions, negotiate } from '../connection.ts';
 import { ConnectionError, PgConnError, ServerError } from '../errors.ts';
 import type { ResolvedOptions, TargetSessionAttrs } from '../options/resolve.ts';
@@ -32,6 +33,12 @@ export interface ConnectOptions {
    * server has proved anything, so a hostile server could pin a CPU; libpq has no such cap.
    */
   scramMaxIterations?: number;
+  /**
+   * Where derived SCRAM keys are kept between connections (RFC 5802 §5.1): reconnecting with the same
+   * password to a server that sends the same salt skips PBKDF2. Default: the process-wide
+   * `defaultScramKeyCache`; null derives the keys on every connection and keeps none.
+   */
+  scramKeyCache?: ScramKeyCache | null;
 }
 
 const shuffle = <T>(items: T[], random: () => number): T[] => {
@@ -87,6 +94,7 @@ export async function connect(
       if (options.loadBalanceHosts === 'random') shuffle(endpoints, random);
       const config = toHandshakeConfig(options, i, tls);
       if (maxIterations !== undefined) config.scramMaxIterations = maxIterations;
+      if (connectOptions.scramKeyCache !== undefined) config.scramKeyCache = connectOptions.scramKeyCache;
       // libpq's emitHostIdentityInfo: with hostaddr the message names only the address, never `host`.
       const displayedHost = target.hostaddr || target.host;
       for (const endpoint of endpoints) {

@@ -16,6 +16,7 @@
 import { tlsServerEndPointHash } from '../auth/channel-binding.ts';
 import { md5PasswordResponse } from '../auth/md5.ts';
 import { ScramClient } from '../auth/scram.ts';
+import type { ScramKeyCache } from '../auth/scram-key-cache.ts';
 import { type BackendMessage, decodeBackend } from '../codec/backend.ts';
 import { ALPN_POSTGRESQL, AuthCode, BackendType, PROTOCOL_3_0, PROTOCOL_3_2 } from '../codec/constants.ts';
 import { type Frame, Framer } from '../codec/framer.ts';
@@ -88,6 +89,8 @@ export interface HandshakeConfig {
   maxProtocolVersion?: number;
   /** Cap on the SCRAM iteration count a server may demand (CPU exhaustion guard). */
   scramMaxIterations?: number;
+  /** Where SCRAM keys are kept between handshakes; default the process-wide cache, null: none. */
+  scramKeyCache?: ScramKeyCache | null;
   /** Makes this a cancel connection: CancelRequest instead of StartupMessage, done when the server closes. */
   cancel?: { processId: number; secretKey: Uint8Array };
 }
@@ -749,6 +752,7 @@ export class ClientHandshake {
       clientSupportsBinding: ssl && this.channelBinding !== 'disable' && !plusOffered,
       ...(cbData ? { channelBinding: { type: 'tls-server-end-point' as const, data: cbData } } : {}),
       ...(this.cfg.scramMaxIterations !== undefined ? { maxIterations: this.cfg.scramMaxIterations } : {}),
+      ...(this.cfg.scramKeyCache !== undefined ? { keyCache: this.cfg.scramKeyCache } : {}),
     });
     this.authMethod = mechanism;
     encodeFrontend(this.writer, {

@@ -10,11 +10,14 @@
 import {
   type AuthPlan,
   acceptSession,
+  type ClientConnectOptions,
   type Connection,
   type ConnectStep,
   connect,
   type Listener,
   resolveOptions,
+  ScramKeyCache,
+  type ScramKeys,
   type ServerConnection,
   scramVerifier,
   type Transport,
@@ -113,7 +116,11 @@ interface Attempt {
 }
 
 /** Connects like libpq with these keywords, on top of defaults that read no user files. */
-async function attempt(ctx: Ctx, params: Record<string, string | number>): Promise<Attempt> {
+async function attempt(
+  ctx: Ctx,
+  params: Record<string, string | number>,
+  options: Omit<ClientConnectOptions, 'onStep'> = {},
+): Promise<Attempt> {
   const all: Record<string, string> = {
     dbname: 'postgres',
     connect_timeout: '10',
@@ -131,7 +138,7 @@ async function attempt(ctx: Ctx, params: Record<string, string | number>): Promi
   };
   try {
     const resolved = resolveOptions({ params: all, env: {} });
-    const conn = await connect(ctx.t, resolved, { onStep });
+    const conn = await connect(ctx.t, resolved, { ...options, onStep });
     return { conn, connections };
   } catch (error) {
     return { error: error as Error, connections };
@@ -513,6 +520,16 @@ const clientCertChecks: Check[] = [
   },
 ];
 
+/** Counts lookups that found their keys. */
+class CountingKeyCache extends ScramKeyCache {
+  hits = 0;
+  override get(password: Uint8Array, salt: Uint8Array, iterations: number): ScramKeys | undefined {
+    const keys = super.get(password, salt, iterations);
+    if (keys) this.hits++;
+    return keys;
+  }
+}
+
 const scramChecks: Check[] = [
   {
     id: 'SCRAM-SHA-256 over plaintext',
@@ -567,6 +584,31 @@ const scramChecks: Check[] = [
           return `${c.handshake.authMethod}, ALPN ${c.tls?.alpnProtocol}`;
         },
       ),
+  },
+  {
+    id: 'SCRAM key cache: a reconnect skips PBKDF2 (RFC 5802 §5.1)',
+    run: async (ctx) => {
+      const cache = new CountingKeyCache();
+      const params = {
+        ...at(ctx.env.pg18),
+        user: 'scramuser',
+        password: ctx.env.password,
+        ...verifyFull(ctx),
+      };
+      for (let i = 0; i < 2; i++) {
+        await session(await attempt(ctx, params, { scramKeyCache: cache }), async () => {});
+      }
+      // The first connection derived and stored the keys, the second found them (same role, same salt).
+      ensureEqual(`${cache.size} entry, ${cache.hits} hit`, '1 entry, 1 hit', 'cache');
+      const wrong = await attempt(ctx, { ...params, password: 'wrong' }, { scramKeyCache: cache });
+      expectError(wrong, 'server', 'FATAL:  password authentication failed for user "scramuser"');
+      ensureEqual(
+        `${cache.size} entries, ${cache.hits} hit`,
+        '2 entries, 1 hit',
+        'cache after a wrong password',
+      );
+      return '2nd connection: keys from the cache; a wrong password is its own entry';
+    },
   },
   {
     id: 'channel_binding=require over plaintext fails',
