@@ -111,6 +111,21 @@ describe('SCRAM client key cache (RFC 5802 §5.1)', () => {
     expect(cache.get(pw, SALT_A, ITER)!.clientKey[0]).toBe(1);
   });
 
+  it('ids are keyed per cache (HMAC under a random key), not a plain hash one could test guesses against', () => {
+    const keys = {
+      clientKey: new Uint8Array(32),
+      storedKey: new Uint8Array(32),
+      serverKey: new Uint8Array(32),
+    };
+    const ids = [new ScramKeyCache(), new ScramKeyCache()].map((c) => {
+      c.set(enc.encode('secret'), SALT_A, ITER, keys);
+      return [...(c as unknown as { entries: Map<string, unknown> }).entries.keys()];
+    });
+    expect(ids[0]).toHaveLength(1);
+    expect(ids[1]).toHaveLength(1);
+    expect(ids[0]![0]).not.toBe(ids[1]![0]);
+  });
+
   it('keys by length-prefixed inputs: moving bytes between salt and password is another entry', () => {
     const cache = new ScramKeyCache();
     const keys = {

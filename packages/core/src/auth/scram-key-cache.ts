@@ -7,12 +7,15 @@
  * a TLS + SCRAM handshake puts on the client. The MongoDB drivers all do the same.
  *
  * The keys are a pure function of (password, salt, iterations), so an entry can never be stale: a new
- * password or a new salt is simply another entry. Entries are found by SHA-256 over all three inputs,
- * so no password is held here, only the derived keys, which authenticate as the role to servers that
- * store this salt — no more than the password the application already keeps in memory to reconnect.
+ * password or a new salt is simply another entry. No password is held here, only the derived keys, which
+ * authenticate as the role to servers that store this salt — no more than the password the application
+ * already keeps in memory to reconnect. Entries are found by HMAC-SHA-256 over all three inputs under a
+ * random key of the cache's own: a plain hash would let anyone who sees the ids (a heap snapshot shows
+ * strings) test password guesses at one SHA-256 each instead of 4096 PBKDF2 rounds.
  * The cache is bounded (least recently used entries go first), so a hostile server sending a new salt
  * every time costs a little memory, never growth. Pass `null` where keys must not outlive a handshake.
  */
+import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { toBase64 } from './bytes.ts';
 
@@ -24,6 +27,8 @@ export interface ScramKeys {
 
 export class ScramKeyCache {
   private readonly entries = new Map<string, ScramKeys>();
+  /** Keys the entry ids (see above); never leaves this object. */
+  private readonly idKey = globalThis.crypto.getRandomValues(new Uint8Array(32));
   readonly capacity: number;
 
   constructor(capacity = 64) {
@@ -39,7 +44,7 @@ export class ScramKeyCache {
 
   /** The keys for these inputs, or undefined; a hit becomes the most recently used entry. */
   get(password: Uint8Array, salt: Uint8Array, iterations: number): ScramKeys | undefined {
-    const id = entryId(password, salt, iterations);
+    const id = entryId(this.idKey, password, salt, iterations);
     const keys = this.entries.get(id);
     if (keys === undefined) return undefined;
     this.entries.delete(id);
@@ -48,7 +53,7 @@ export class ScramKeyCache {
   }
 
   set(password: Uint8Array, salt: Uint8Array, iterations: number, keys: ScramKeys): void {
-    const id = entryId(password, salt, iterations);
+    const id = entryId(this.idKey, password, salt, iterations);
     this.entries.delete(id);
     this.entries.set(id, copy(keys));
     while (this.entries.size > this.capacity) {
@@ -65,8 +70,8 @@ export class ScramKeyCache {
 /** The cache ScramClient uses unless told otherwise: one per process (module instance). */
 export const defaultScramKeyCache: ScramKeyCache = new ScramKeyCache();
 
-/** SHA-256 over length-prefixed inputs, so no two (password, salt, iterations) share an id. */
-function entryId(password: Uint8Array, salt: Uint8Array, iterations: number): string {
+/** HMAC over length-prefixed inputs, so no two (password, salt, iterations) share an id. */
+function entryId(key: Uint8Array, password: Uint8Array, salt: Uint8Array, iterations: number): string {
   const buf = new Uint8Array(12 + salt.length + password.length);
   const view = new DataView(buf.buffer);
   view.setUint32(0, iterations);
@@ -74,7 +79,7 @@ function entryId(password: Uint8Array, salt: Uint8Array, iterations: number): st
   buf.set(salt, 8);
   view.setUint32(8 + salt.length, password.length);
   buf.set(password, 12 + salt.length);
-  const id = toBase64(sha256(buf));
+  const id = toBase64(hmac(sha256, key, buf));
   buf.fill(0); // the password's bytes do not linger in a dead buffer
   return id;
 }
