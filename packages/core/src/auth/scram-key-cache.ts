@@ -27,8 +27,11 @@ export interface ScramKeys {
 
 export class ScramKeyCache {
   private readonly entries = new Map<string, ScramKeys>();
-  /** Keys the entry ids (see above); never leaves this object. */
-  private readonly idKey = globalThis.crypto.getRandomValues(new Uint8Array(32));
+  /**
+   * Keys the entry ids (see above); never leaves this object. Drawn on first use, not at import: some
+   * runtimes (Cloudflare Workers) refuse random values while a module is being loaded.
+   */
+  private idKeyBytes: Uint8Array | null = null;
   readonly capacity: number;
 
   constructor(capacity = 64) {
@@ -36,6 +39,11 @@ export class ScramKeyCache {
       throw new RangeError(`ScramKeyCache capacity must be a positive integer, got ${capacity}`);
     }
     this.capacity = capacity;
+  }
+
+  private get idKey(): Uint8Array {
+    this.idKeyBytes ??= globalThis.crypto.getRandomValues(new Uint8Array(32));
+    return this.idKeyBytes;
   }
 
   get size(): number {
