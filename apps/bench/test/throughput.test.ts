@@ -11,6 +11,7 @@ import { type Figure, quickConfig, type Report } from '../src/throughput/model.t
 import { stop } from '../src/throughput/procs.ts';
 import { computeRatios, evaluateTargets, toMarkdown, toSvg } from '../src/throughput/report.ts';
 import { summarize } from '../src/throughput/stats.ts';
+import { NO_KEY_CACHE } from '../src/throughput/suite.ts';
 import { runJob } from '../src/throughput/worker.ts';
 
 const ROWS = 300;
@@ -176,4 +177,24 @@ describe('throughput bench (quick path, pgconn serve over TLS)', () => {
       "70.0 vs 15.0 KiB per connection (4.67×; node's floor (its TLS server, no pgconn) 50.0 KiB)",
     );
   }, 30_000);
+
+  it('the client-handshake target cites pgconn without its SCRAM key cache', () => {
+    const hs = (client: string, v: number): Figure => ({
+      section: 'handshake',
+      runtime: 'node',
+      server: 'PostgreSQL 18',
+      client,
+      mode: 'tls',
+      unit: 'conn/s',
+      value: summarize([v]),
+      status: 'ok',
+      notes: [],
+    });
+    const figures = [hs('pgconn', 130), hs('pg', 100), hs('postgres.js', 20), hs(NO_KEY_CACHE, 104)];
+    computeRatios(figures);
+    const targets = evaluateTargets(figures, { ...quickConfig('/tmp'), quick: false }, ['node']);
+    const t = targets.find((x) => x.id === 'handshake-vs-drivers/node/tls');
+    expect(t?.status).toBe('PASS');
+    expect(t?.detail).toBe('1.30× vs pg (130 vs 100 conn/s); pgconn, no key cache: 1.04× (104 conn/s)');
+  });
 });

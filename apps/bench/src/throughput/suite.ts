@@ -611,26 +611,16 @@ export async function handshakeSection(ctx: Ctx): Promise<void> {
           cells.push({ base, unavailable: 'direct TLS needs PostgreSQL 17+' });
         else if (mode === 'tls-direct' && peer)
           cells.push({ base, unavailable: `${driver} has no direct TLS (sslnegotiation=direct)` });
-        else cells.push(clientHandshakeCell(ctx, rt, driver, handshakeTarget(lab, pg.port, mode), base));
-      }
-      // pgconn keeps SCRAM keys between connections (RFC 5802 §5.1); pg, postgres.js and libpq derive
-      // them every time. This row shows what the cache is worth: pgconn deriving them every time too.
-      if (
-        mode !== 'plain' &&
-        rt.available &&
-        pg &&
-        !isUnavailable(pg) &&
-        !(mode === 'tls-direct' && version < 17)
-      ) {
-        const base: FigureBase = {
-          section: 'handshake',
-          runtime: rt.id,
-          server,
-          client: NO_KEY_CACHE,
-          mode,
-          unit: 'conn/s',
-        };
-        cells.push(clientHandshakeCell(ctx, rt, 'pgconn', handshakeTarget(lab, pg.port, mode), base, true));
+        else {
+          const target = handshakeTarget(lab, pg.port, mode);
+          cells.push(clientHandshakeCell(ctx, rt, driver, target, base));
+          // pgconn keeps SCRAM keys between connections (RFC 5802 §5.1); pg, postgres.js and libpq
+          // derive them every time. This row shows what the cache is worth: pgconn deriving them too.
+          if (driver === 'pgconn' && mode !== 'plain') {
+            const bare = { ...base, client: NO_KEY_CACHE };
+            cells.push(clientHandshakeCell(ctx, rt, driver, target, bare, true));
+          }
+        }
       }
     }
     // libpq: pgbench -C, one client, libpq 18 (direct TLS needs it; the same library for every mode).
