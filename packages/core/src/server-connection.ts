@@ -3,6 +3,7 @@
  * owns the authentication_timeout timer (a web-standard setTimeout), and hands back a
  * ServerConnection once ReadyForQuery went out. The state machine stays free of I/O and time.
  */
+
 import { type BackendMessage, encodeBackend } from './codec/backend.ts';
 import { Framer } from './codec/framer.ts';
 import { decodeFrontend, type FrontendMessage } from './codec/frontend.ts';
@@ -17,6 +18,7 @@ import {
   type ServerSession,
   type ServerStep,
 } from './server/handshake.ts';
+import { sslReason } from './ssl-reason.ts';
 import type { ServerTransportSocket, TlsServerOptions } from './transport.ts';
 
 export interface AcceptOptions {
@@ -140,6 +142,7 @@ export class ServerConnection {
   /** Encodes replies; `flush()` sends what was encoded in one write. */
   readonly writer: Writer = new Writer(); // grows on demand: idle sessions hold 1 KiB, not 64
   private closed = false;
+  private readFailure: Error | null = null;
 
   constructor(socket: ServerTransportSocket, session: ServerSession) {
     this.socket = socket;
@@ -152,10 +155,25 @@ export class ServerConnection {
     for (;;) {
       const frame = this.framer.next();
       if (frame !== null) return decodeFrontend(frame);
-      const chunk = await this.socket.read().catch(() => null);
+      const chunk = await this.socket.read().catch((e: Error) => {
+        this.readFailure = e;
+        return null;
+      });
       if (chunk === null) return null;
       this.framer.push(chunk);
     }
+  }
+
+  /**
+   * Why next() returned null, in PostgreSQL's log words, when the socket failed rather than closed:
+   * `SSL error: <reason>` for a TLS record that does not decrypt or an alert, else `could not receive
+   * data from client: …`. Null after an orderly close.
+   */
+  get readError(): string | null {
+    const e = this.readFailure;
+    if (!e) return null;
+    const reason = sslReason(e);
+    return reason ? `SSL error: ${reason}` : `could not receive data from client: ${e.message.trim()}`;
   }
 
   /** Encodes messages into the pending buffer (sent by flush()). */

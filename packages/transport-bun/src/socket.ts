@@ -376,6 +376,9 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
       };
       const onSecure = () => {
         secure.off('error', onError);
+        // As tls.Server does: from here on a TLS failure (a forged record) is an 'error' event, which
+        // node:tls otherwise keeps to its internal '_tlsError' once the handshake is done.
+        (secure as unknown as { _releaseControl?: () => boolean })._releaseControl?.();
         secure.on('data', (d: Buffer) => this.push(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
         secure.on('end', () => this.finish(null));
         secure.on('error', (e: Error) => this.finish(tlsError(e)));

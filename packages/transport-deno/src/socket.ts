@@ -94,6 +94,11 @@ class TlsReader {
   close(): Promise<void> {
     const s = this.sock;
     if (s.destroyed) return Promise.resolve();
+    if (this.error) {
+      // TLS failed (a record that did not decrypt): no close_notify can follow, so no grace period.
+      s.destroy();
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => s.destroy(), CLOSE_GRACE_MS);
       s.once('close', () => {
@@ -109,6 +114,15 @@ class TlsReader {
       s.resume();
     });
   }
+}
+
+/**
+ * What tls.Server does once a socket it made is secure: from then on a TLS failure (a forged record,
+ * an alert) is an 'error' event. Before it, node:tls emits only the internal '_tlsError' for a failure
+ * after the handshake and leaves the connection open. tls.connect does this for client sockets.
+ */
+function releaseControl(s: tls.TLSSocket): void {
+  (s as unknown as { _releaseControl?: () => boolean })._releaseControl?.();
 }
 
 /** Waits for the handshake of a fresh TLS socket; destroys it on failure or abort. */
@@ -221,6 +235,7 @@ export class DenoSocket implements TransportSocket, ServerTransportSocket {
     const bridge = connDuplex(this.conn, pending);
     const s = new TLSSocket(bridge.duplex, { isServer: true, ...opts });
     await this.settle(handshake(s, 'secure'));
+    releaseControl(s);
     this.tls = new TlsReader(s, bridge, true);
     return serverTlsInfo(s);
   }

@@ -14,21 +14,22 @@ import {
   type TlsServerOptions,
   type TransportSocket,
 } from '@pgconn/core';
+import { releaseControl, verifyError } from './tls-internals.ts';
 import { tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts';
 
 /** Above this many queued bytes the socket is paused until the consumer reads. */
 const HIGH_WATER = 1024 * 1024;
 
 /**
- * Node sets `authorized` on a server-side socket only inside tls.Server (onServerSocketSecure); a
- * TLSSocket wrapped around an accepted net.Socket never gets it, so a verified client certificate
- * would read as unverified. Read the handle's verify result the way tls.Server does.
+ * What tls.Server's onServerSocketSecure does for the sockets it makes, done for ours (a TLSSocket
+ * around an accepted net.Socket): release control, so that a TLS failure after the handshake closes
+ * the connection, and read the client certificate verdict, since Node sets `authorized` on a
+ * server-side socket only inside tls.Server.
  */
-function clientCertVerdict(s: tls.TLSSocket): void {
-  const handle = (s as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })
-    ._handle;
-  if (s.authorized || typeof handle?.verifyError !== 'function') return;
-  const error = handle.verifyError();
+function serverSecured(s: tls.TLSSocket): void {
+  releaseControl(s);
+  if (s.authorized) return;
+  const error = verifyError(s);
   if (error) s.authorizationError = (error.code ?? error.message) as unknown as Error;
   else if (s.getPeerX509Certificate()) s.authorized = true;
 }
@@ -138,7 +139,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
       };
       const onSecure = () => {
         secure.off('error', onError);
-        if (ready === 'secure') clientCertVerdict(secure);
+        if (ready === 'secure') serverSecured(secure);
         resolve(tlsInfoOf(secure));
       };
       secure.once(ready, onSecure);

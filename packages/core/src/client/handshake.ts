@@ -33,6 +33,7 @@ import {
   TlsError,
   UnsupportedError,
 } from '../errors.ts';
+import { sslReason } from '../ssl-reason.ts';
 import type { TlsClientOptions, TlsInfo, TlsVersion } from '../transport.ts';
 import { setParameter } from './parameters.ts';
 import { checkRequireAuth, checkSaslMechanism, REQUIRE_AUTH_ANY, type RequireAuth } from './require-auth.ts';
@@ -175,16 +176,6 @@ const LONG_TYPES: ReadonlySet<number> = new Set([
 ]);
 
 const isIpLiteral = (host: string): boolean => /^[0-9.]+$/.test(host) || host.includes(':');
-
-/**
- * OpenSSL's reason string of a TLS failure ('tlsv1 alert protocol version', 'sslv3 alert certificate
- * revoked'…), which libpq prints after `SSL error: `. Node puts it in `reason`; its message holds the
- * whole error-queue line (`8034…:error:0A00042E:SSL routines:ssl3_read_bytes:…`).
- */
-const sslReason = (e: Error): string | undefined => {
-  const r = (e as { reason?: unknown }).reason;
-  return typeof r === 'string' && r !== '' ? r : undefined;
-};
 
 /** Reasons after which libpq adds its protocol-version hint (fe-secure-openssl.c, open_client_SSL). */
 const PROTOCOL_VERSION_REASONS = new Set([
