@@ -14,6 +14,7 @@ import {
   type TlsServerOptions,
   type TransportSocket,
 } from '@pgconn/core';
+import { startClientTls } from './client-tls.ts';
 import { releaseControl, verifyError } from './tls-internals.ts';
 import { tlsConnectOptions, tlsInfoOf, tlsServerOptions } from './tls-options.ts';
 
@@ -108,7 +109,7 @@ export class NodeSocket implements TransportSocket, ServerTransportSocket {
   async startTls(options: TlsClientOptions): Promise<TlsInfo> {
     // Bytes already read from the raw socket can only be plaintext injected before the handshake.
     this.releaseForTls('startTls', 'received unencrypted data after SSL response');
-    return this.adopt(tls.connect({ ...tlsConnectOptions(options), socket: this.sock }), 'secureConnect');
+    return this.adopt(startClientTls(this.sock, tlsConnectOptions(options)), 'secureConnect');
   }
 
   async startServerTls(options: TlsServerOptions, pending?: Uint8Array): Promise<TlsInfo> {

@@ -3,7 +3,6 @@ import { lookup } from 'node:dns/promises';
 import { readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
 import type {
   ConnectOptions,
   Endpoint,
@@ -14,6 +13,7 @@ import type {
   Transport,
   TransportSocket,
 } from '@pgconn/core';
+import { startClientTls } from './client-tls.ts';
 import { NodeListener } from './listener.ts';
 import { NodeSocket } from './socket.ts';
 import { tlsConnectOptions, tlsInfoOf } from './tls-options.ts';
@@ -76,10 +76,20 @@ export class NodeTransport implements Transport {
     tlsOptions: TlsClientOptions,
     options?: ConnectOptions,
   ): Promise<{ socket: TransportSocket; info: TlsInfo }> {
-    const sock = tls.connect({ ...tlsConnectOptions(tlsOptions), host: endpoint.host, port: endpoint.port });
-    await established(sock, 'secureConnect', options?.signal);
-    tune(sock, options);
-    return { socket: new NodeSocket(sock), info: tlsInfoOf(sock) };
+    const raw = net.connect({ host: endpoint.host, port: endpoint.port });
+    await established(raw, 'connect', options?.signal);
+    tune(raw, options);
+    try {
+      const sock = await established(
+        startClientTls(raw, tlsConnectOptions(tlsOptions)),
+        'secureConnect',
+        options?.signal,
+      );
+      return { socket: new NodeSocket(sock), info: tlsInfoOf(sock) };
+    } catch (e) {
+      raw.destroy();
+      throw e;
+    }
   }
 
   listen(endpoint: { host: string; port: number }, options?: { backlog?: number }): Promise<Listener> {
