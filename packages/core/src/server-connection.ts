@@ -3,7 +3,6 @@
  * owns the authentication_timeout timer (a web-standard setTimeout), and hands back a
  * ServerConnection once ReadyForQuery went out. The state machine stays free of I/O and time.
  */
-
 import { type BackendMessage, encodeBackend } from './codec/backend.ts';
 import { Framer } from './codec/framer.ts';
 import { decodeFrontend, type FrontendMessage } from './codec/frontend.ts';
@@ -142,7 +141,7 @@ export class ServerConnection {
   /** Encodes replies; `flush()` sends what was encoded in one write. */
   readonly writer: Writer = new Writer(); // grows on demand: idle sessions hold 1 KiB, not 64
   private closed = false;
-  private readFailure: Error | null = null;
+  private failedRead: Error | null = null;
 
   constructor(socket: ServerTransportSocket, session: ServerSession) {
     this.socket = socket;
@@ -156,7 +155,7 @@ export class ServerConnection {
       const frame = this.framer.next();
       if (frame !== null) return decodeFrontend(frame);
       const chunk = await this.socket.read().catch((e: Error) => {
-        this.readFailure = e;
+        this.failedRead = e;
         return null;
       });
       if (chunk === null) return null;
@@ -169,8 +168,8 @@ export class ServerConnection {
    * `SSL error: <reason>` for a TLS record that does not decrypt or an alert, else `could not receive
    * data from client: …`. Null after an orderly close.
    */
-  get readError(): string | null {
-    const e = this.readFailure;
+  get readFailure(): string | null {
+    const e = this.failedRead;
     if (!e) return null;
     const reason = sslReason(e);
     return reason ? `SSL error: ${reason}` : `could not receive data from client: ${e.message.trim()}`;

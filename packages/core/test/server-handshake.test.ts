@@ -1149,6 +1149,24 @@ describe('ServerHandshake: authentication_timeout and concurrency', () => {
     expect(closeOf(a).logMessage).toBeUndefined();
   });
 
+  it('a read that fails during authentication is logged: "SSL error: <reason>" on TLS, else the error', async () => {
+    // Node's message holds the whole OpenSSL error-queue line; its `reason` is what PostgreSQL prints.
+    const forged = Object.assign(
+      new Error('80ACE3AD:error:0A000119:SSL routines:ssl3_get_record:decryption failed or bad record mac'),
+      { reason: 'decryption failed or bad record mac' },
+    );
+    const cases: [Error, string][] = [
+      [forged, 'SSL error: decryption failed or bad record mac'],
+      [new Error('read ECONNRESET'), 'connection closed: read ECONNRESET'],
+    ];
+    for (const [error, log] of cases) {
+      const hs = server({ auth: () => ({ method: 'password', verify: () => true }) });
+      await feed(hs, ALICE);
+      const a = await hs.handle({ type: 'closed', error });
+      expect(closeOf(a)).toMatchObject({ reason: 'client-closed', logMessage: log });
+    }
+  });
+
   it('unexpected TLS events are violations', async () => {
     const events: ServerEvent[] = [
       { type: 'tlsEstablished', info: TLS_INFO },

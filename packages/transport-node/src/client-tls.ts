@@ -17,11 +17,11 @@ import { canStartClient, releaseControl, startClient, verifyError } from './tls-
 /** tls.connect's default `minDHSize`: a smaller DHE group fails the handshake. */
 const MIN_DH_SIZE = 1024;
 
-const direct = canStartClient(tls.TLSSocket.prototype);
+const ownStart = canStartClient(tls.TLSSocket.prototype);
 
 /** Starts client TLS on `socket`; the result emits 'secureConnect' with `authorized` set, or 'error'. */
 export function startClientTls(socket: net.Socket, options: tls.ConnectionOptions): tls.TLSSocket {
-  if (!direct) return tls.connect({ ...options, socket });
+  if (!ownStart) return tls.connect({ ...options, socket });
   const s = new tls.TLSSocket(socket, {
     isServer: false,
     requestCert: true,

@@ -134,7 +134,7 @@ export class Session {
         }
         if (m === null || this.terminating) {
           if (this.terminating) end = 'terminated by server shutdown';
-          else if (this.conn.readError) end = this.conn.readError;
+          else if (this.conn.readFailure) end = this.conn.readFailure;
           break;
         }
         if (m.type === 'Terminate') {
