@@ -17,7 +17,7 @@ import {
   type ServerSession,
   type ServerStep,
 } from './server/handshake.ts';
-import { sslReason } from './ssl-reason.ts';
+import { sslErrorLog } from './ssl-reason.ts';
 import type { ServerTransportSocket, TlsServerOptions } from './transport.ts';
 
 export interface AcceptOptions {
@@ -171,8 +171,7 @@ export class ServerConnection {
   get readFailure(): string | null {
     const e = this.failedRead;
     if (!e) return null;
-    const reason = sslReason(e);
-    return reason ? `SSL error: ${reason}` : `could not receive data from client: ${e.message.trim()}`;
+    return sslErrorLog(e) ?? `could not receive data from client: ${e.message.trim()}`;
   }
 
   /** Encodes messages into the pending buffer (sent by flush()). */

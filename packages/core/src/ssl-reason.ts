@@ -8,3 +8,9 @@ export const sslReason = (e: Error): string | undefined => {
   const r = (e as { reason?: unknown }).reason;
   return typeof r === 'string' && r !== '' ? r : undefined;
 };
+
+/** PostgreSQL's log line for a TLS failure on a client connection (be_tls_read), or undefined. */
+export const sslErrorLog = (e: Error): string | undefined => {
+  const reason = sslReason(e);
+  return reason ? `SSL error: ${reason}` : undefined;
+};

@@ -50,7 +50,7 @@ import {
   TlsError,
   UnsupportedError,
 } from '../errors.ts';
-import { sslReason } from '../ssl-reason.ts';
+import { sslErrorLog } from '../ssl-reason.ts';
 import {
   type AuthPlan,
   type AuthProvider,
@@ -340,10 +340,7 @@ export class ServerHandshake {
     } else if (this.state === 'DIRECT_TLS' || this.state === 'TLS_HANDSHAKE') {
       log = 'could not accept SSL connection: EOF detected';
     }
-    if (error && !log) {
-      const reason = sslReason(error);
-      log = reason ? `SSL error: ${reason}` : `connection closed: ${error.message}`;
-    }
+    if (error && !log) log = sslErrorLog(error) ?? `connection closed: ${error.message}`;
     return this.close('client-closed', log);
   }
 
