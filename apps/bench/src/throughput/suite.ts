@@ -961,8 +961,8 @@ export async function memorySection(ctx: Ctx): Promise<void> {
         cells.push({
           base,
           once: async () => {
-            // A peer that ignores backpressure (pg and postgres.js on Deno buffer the whole stream
-            // and crawl) is stopped after 90 s instead of the generic limit; a run takes 3-15 s.
+            // A peer that ignores backpressure (postgres.js on Deno buffers the whole GiB, ~13 s) or
+            // stalls is stopped after 90 s instead of the generic limit; a run takes 3-15 s.
             const limit = timeout(cfg, copyBytes(rows, cfg.rowWidth) * 8);
             const r = (await ctx.exec(
               rt,

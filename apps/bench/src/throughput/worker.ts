@@ -270,11 +270,27 @@ function clientFor(driver: Driver, t: PgTarget): Promise<Client> {
 /* COPY                                                                                            */
 /* ---------------------------------------------------------------------------------------------- */
 
-async function copyOut(job: CopyOutJob): Promise<ThroughputResult> {
-  const client = await clientFor(job.driver, job.target);
-  const runs: RunSample[] = [];
+/**
+ * A client for one COPY TO, closed afterwards. Every COPY TO (warm-up, timed run, slow read) gets a
+ * connection of its own: on Deno 2.9 a connection's second COPY TO never completes with pg +
+ * pg-copy-streams (which reads the socket in paused 'readable' mode, and Deno's node:net emits no
+ * 'readable' there) nor, in most tries, with postgres.js (the second `.readable()` never resolves).
+ * The connection is opened before the clock starts, so the timed span is the same for every driver.
+ */
+async function withClient<T>(driver: Driver, t: PgTarget, use: (c: Client) => Promise<T>): Promise<T> {
+  const client = await clientFor(driver, t);
   try {
-    const once = async (rows: number): Promise<RunSample> => {
+    return await use(client);
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+async function copyOut(job: CopyOutJob): Promise<ThroughputResult> {
+  const runs: RunSample[] = [];
+  let seen: TlsSeen | null = null;
+  const once = (rows: number): Promise<RunSample> =>
+    withClient(job.driver, job.target, async (client) => {
       let bytes = 0;
       const c0 = cpu();
       const t0 = now();
@@ -285,14 +301,12 @@ async function copyOut(job: CopyOutJob): Promise<ThroughputResult> {
       const used = cpuMs(cpu(c0));
       const want = copyBytes(rows, job.rowWidth);
       if (bytes !== want) throw new Error(`copy-out received ${bytes} bytes, expected ${want}`);
+      seen = client.tls();
       return { ms, bytes, cpuMs: used };
-    };
-    if (job.warmupRows > 0) await once(job.warmupRows);
-    for (let i = 0; i < job.runs; i++) runs.push(await once(job.rows));
-    return { kind: 'throughput', runs, tls: client.tls(), notes: [] };
-  } finally {
-    await client.close().catch(() => {});
-  }
+    });
+  if (job.warmupRows > 0) await once(job.warmupRows);
+  for (let i = 0; i < job.runs; i++) runs.push(await once(job.rows));
+  return { kind: 'throughput', runs, tls: seen, notes: [] };
 }
 
 /** ~64 KiB chunks of whole rows, the same buffer handed out again and again (nobody writes into it). */
@@ -528,23 +542,25 @@ function vmHwm(): number | null {
 }
 
 async function slowRead(job: SlowReadJob): Promise<SlowReadResult> {
-  const client = await clientFor(job.driver, job.target);
+  // A small COPY first, so code paths are compiled and buffers allocated before "idle".
+  await withClient(job.driver, job.target, (c) => c.copyOut(copyOutSql(100, job.rowWidth), () => {}));
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  await sleep(200);
+  // "Idle" is taken before the measured connection opens, so its own memory counts as streaming
+  // cost: pg's COPY TO on Deno never starts on a connection left idle for 200 ms (see withClient).
+  const idleRss = process.memoryUsage.rss();
+  let peakRss = idleRss;
+  const sample = (): void => {
+    const r = process.memoryUsage.rss();
+    if (r > peakRss) peakRss = r;
+  };
+  const sampler = setInterval(sample, 5);
   try {
-    // A small COPY first, so code paths are compiled and buffers allocated before "idle".
-    await client.copyOut(copyOutSql(100, job.rowWidth), () => {});
-    const gc = (globalThis as { gc?: () => void }).gc;
-    gc?.();
-    await sleep(200);
-    const idleRss = process.memoryUsage.rss();
-    let peakRss = idleRss;
-    const sampler = setInterval(() => {
-      const r = process.memoryUsage.rss();
-      if (r > peakRss) peakRss = r;
-    }, 5);
-    let bytes = 0;
-    let sincePause = 0;
-    const t0 = now();
-    try {
+    return await withClient(job.driver, job.target, async (client) => {
+      let bytes = 0;
+      let sincePause = 0;
+      const t0 = now();
       await client.copyOut(copyOutSql(job.rows, job.rowWidth), (n) => {
         bytes += n;
         sincePause += n;
@@ -553,17 +569,14 @@ async function slowRead(job: SlowReadJob): Promise<SlowReadResult> {
           return sleep(job.pauseMs);
         }
       });
-    } finally {
-      clearInterval(sampler);
-    }
-    const ms = now() - t0;
-    const r = process.memoryUsage.rss();
-    if (r > peakRss) peakRss = r;
-    const want = copyBytes(job.rows, job.rowWidth);
-    if (bytes !== want) throw new Error(`slow read received ${bytes} bytes, expected ${want}`);
-    return { kind: 'slow-read', bytes, ms, idleRss, peakRss, hwm: vmHwm() };
+      const ms = now() - t0;
+      sample();
+      const want = copyBytes(job.rows, job.rowWidth);
+      if (bytes !== want) throw new Error(`slow read received ${bytes} bytes, expected ${want}`);
+      return { kind: 'slow-read', bytes, ms, idleRss, peakRss, hwm: vmHwm() };
+    });
   } finally {
-    await client.close().catch(() => {});
+    clearInterval(sampler);
   }
 }
 
