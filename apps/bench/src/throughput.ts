@@ -209,9 +209,10 @@ async function main(): Promise<number> {
       log(`PgBouncer: ${isUnavailable(b) ? b.unavailable : `${b.name} on port ${b.port}`}`);
     }
 
-    if (has('ceiling')) await ceilingSection(ctx);
-    if (has('read')) await copySection(ctx, 'read');
-    if (has('write')) await copySection(ctx, 'write');
+    const directions = (['read', 'write'] as const).filter((d) => !has(d));
+    if (has('ceiling')) await ceilingSection(ctx, directions);
+    if (has('read')) await copySection(ctx, 'read', has('ceiling'));
+    if (has('write')) await copySection(ctx, 'write', has('ceiling'));
     if (has('handshake')) await handshakeSection(ctx);
     if (has('server')) await serverSection(ctx);
     if (has('memory')) await memorySection(ctx);

@@ -324,50 +324,59 @@ async function libpqCopyOnce(
 /* 3. Ceiling                                                                                      */
 /* ---------------------------------------------------------------------------------------------- */
 
-export async function ceilingSection(ctx: Ctx): Promise<void> {
+/** The raw socket ceiling of every runtime for one direction and mode (one cell per runtime). */
+function ceilingCells(ctx: Ctx, direction: 'read' | 'write', tls: boolean): Cell[] {
   const { lab, cfg } = ctx;
   const raw = lab.raw;
   const cells: Cell[] = [];
   for (const rt of ctx.runtimes) {
-    for (const direction of ['read', 'write'] as const) {
-      for (const tls of [false, true]) {
-        const base: FigureBase = {
-          section: 'ceiling',
-          runtime: rt.id,
-          server: 'raw socket (Node)',
-          client: `raw ${direction}`,
-          mode: tls ? 'tls' : 'plain',
-          unit: 'MB/s',
-        };
-        if (!rt.available) cells.push({ base, unavailable: rt.reason ?? 'runtime not available' });
-        else if (!raw) cells.push({ base, unavailable: 'raw socket server not started' });
-        else
-          cells.push({
-            base,
-            once: async () =>
-              throughputSample(
-                await ctx.exec(
-                  rt,
-                  {
-                    kind: 'raw',
-                    direction,
-                    host: '127.0.0.1',
-                    port: tls ? raw.tlsPort : raw.plainPort,
-                    tls,
-                    ca: tls ? lab.certs.ca : null,
-                    bytes: cfg.rawBytes,
-                    chunk: cfg.chunk,
-                    warmupBytes: cfg.warmup ? Math.floor(cfg.rawBytes / 8) : 0,
-                    runs: 1,
-                  },
-                  timeout(cfg, cfg.rawBytes),
-                ),
-              ),
-          });
-      }
-    }
+    const base: FigureBase = {
+      section: 'ceiling',
+      runtime: rt.id,
+      server: 'raw socket (Node)',
+      client: `raw ${direction}`,
+      mode: tls ? 'tls' : 'plain',
+      unit: 'MB/s',
+    };
+    if (!rt.available) cells.push({ base, unavailable: rt.reason ?? 'runtime not available' });
+    else if (!raw) cells.push({ base, unavailable: 'raw socket server not started' });
+    else
+      cells.push({
+        base,
+        once: async () =>
+          throughputSample(
+            await ctx.exec(
+              rt,
+              {
+                kind: 'raw',
+                direction,
+                host: '127.0.0.1',
+                port: tls ? raw.tlsPort : raw.plainPort,
+                tls,
+                ca: tls ? lab.certs.ca : null,
+                bytes: cfg.rawBytes,
+                chunk: cfg.chunk,
+                warmupBytes: cfg.warmup ? Math.floor(cfg.rawBytes / 8) : 0,
+                runs: 1,
+              },
+              timeout(cfg, cfg.rawBytes),
+            ),
+          ),
+      });
   }
-  await interleave(ctx, cells);
+  return cells;
+}
+
+/**
+ * The ceiling of the directions no COPY section runs: a direction whose COPY section runs measures
+ * its ceiling inside the `pgconn serve` group (see copySection), in the same rounds as the rows
+ * divided by it.
+ */
+export async function ceilingSection(ctx: Ctx, directions: readonly ('read' | 'write')[]): Promise<void> {
+  const cells: Cell[] = [];
+  for (const direction of directions)
+    for (const tls of [false, true]) cells.push(...ceilingCells(ctx, direction, tls));
+  if (cells.length) await interleave(ctx, cells);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -378,7 +387,12 @@ const DRIVERS: readonly Driver[] = ['pgconn', 'pg', 'postgres.js'];
 /** The client label of pgconn handshakes with `scramKeyCache: null`. */
 export const NO_KEY_CACHE = 'pgconn, no key cache';
 
-export async function copySection(ctx: Ctx, dir: 'read' | 'write'): Promise<void> {
+/**
+ * `withCeiling`: the raw socket ceiling of this direction joins the `pgconn serve` group of each
+ * mode, so "× ceiling" of the rows that come nearest it (our own server, not PostgreSQL-bound) is a
+ * ratio of figures taken in the same rounds, not minutes apart on a machine whose load drifts.
+ */
+export async function copySection(ctx: Ctx, dir: 'read' | 'write', withCeiling = false): Promise<void> {
   const { lab, cfg } = ctx;
   const rows = dir === 'read' ? cfg.readRows : cfg.writeRows;
   const bytes = copyBytes(rows, cfg.rowWidth);
@@ -457,6 +471,7 @@ export async function copySection(ctx: Ctx, dir: 'read' | 'write'): Promise<void
           cells.push({ base, once: () => libpqCopyOnce(ctx, dir, target, rows, s.pg) });
         }
       }
+      if (withCeiling && s.name === 'pgconn serve') cells.push(...ceilingCells(ctx, dir, mode === 'tls'));
       await interleave(ctx, cells);
     }
   }
