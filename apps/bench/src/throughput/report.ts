@@ -454,7 +454,7 @@ export function toMarkdown(r: Report): string {
         ['PgBouncer', m.pgbouncer],
         [
           'Volumes',
-          `read ${volume(c.readRows)}; write ${volume(c.writeRows)}; ceiling ${fmtNum(c.rawBytes / 1e6, 1)} MB in ${c.chunk / 1024} KiB chunks; ${c.runs} timed run${c.runs > 1 ? 's' : ''} per figure${c.warmup ? ' after a warm-up run (¼ volume)' : ', no warm-up'}`,
+          `read ${volume(c.readRows)}; write ${volume(c.writeRows)}; ceiling ${fmtNum(c.rawBytes / 1e6, 1)} MB in ${c.chunk / 1024} KiB chunks; ${c.runs} timed run${c.runs > 1 ? 's' : ''} per figure${c.warmup ? ' after a warm-up run (⅛ volume)' : ', no warm-up'}`,
         ],
       ],
       ['---', '---'],
