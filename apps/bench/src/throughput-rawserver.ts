@@ -57,9 +57,16 @@ async function source(s: net.Socket, bytes: number, chunkSize: number): Promise<
   for (let sent = 0; sent < bytes && !s.destroyed; ) {
     const n = Math.min(chunkSize, bytes - sent);
     if (!s.write(n === chunkSize ? chunk : chunk.subarray(0, n))) {
+      // Both listeners go when either fires: a 'close' listener left behind per wait piles up
+      // (~15,000 per GB) and cost this producer ~0.6 s of CPU per GB (1.5 instead of 0.9).
       await new Promise<void>((r) => {
-        s.once('drain', r);
-        s.once('close', r);
+        const done = () => {
+          s.off('drain', done);
+          s.off('close', done);
+          r();
+        };
+        s.on('drain', done);
+        s.on('close', done);
       });
     }
     sent += n;
