@@ -3,7 +3,14 @@
  * The chart is drawn here (horizontal bars with min–max whiskers); no dependency.
  */
 import type { Runtime } from './jobs.ts';
-import type { BenchConfig, Figure, Mode, Report, TargetStatus } from './model.ts';
+import {
+  type BenchConfig,
+  type Figure,
+  type Mode,
+  type Report,
+  RUNTIMES,
+  type TargetStatus,
+} from './model.ts';
 import { fmtNum, fmtRate, fmtRatio } from './stats.ts';
 import { handshakeLabel, NO_KEY_CACHE } from './suite.ts';
 
@@ -26,14 +33,15 @@ const ratio = (a: Figure, b: Figure | undefined): number | null =>
 /** The client runtime whose peers (pg, postgres.js) a figure is compared with. */
 const peerRuntime = (f: Figure): Runtime => (f.runtime === 'native' ? 'node' : f.runtime);
 
-const RUNTIME_ORDER = ['node', 'bun', 'deno'];
 /**
  * Ceiling figures by runtime, direction, then mode: they are measured per direction and mode (inside
  * the `pgconn serve` groups of the COPY sections), not in the order the table shows them.
  */
 function sortCeiling(figs: Figure[]): Figure[] {
   const key = (f: Figure) =>
-    RUNTIME_ORDER.indexOf(f.runtime) * 4 + (f.client === 'raw read' ? 0 : 2) + (f.mode === 'plain' ? 0 : 1);
+    RUNTIMES.indexOf(f.runtime as Runtime) * 4 +
+    (f.client === 'raw read' ? 0 : 2) +
+    (f.mode === 'plain' ? 0 : 1);
   return [...figs].sort((a, b) => key(a) - key(b));
 }
 
