@@ -248,16 +248,6 @@ export class Connection {
     }
   }
 
-  /** Reads a chunk; a transport failure becomes a ConnectionError (the session is then unusable). */
-  private async read(): Promise<Uint8Array | null> {
-    try {
-      return await this.socket.read();
-    } catch (e) {
-      this.closed = true;
-      throw lost(e);
-    }
-  }
-
   private async send(bytes: Uint8Array): Promise<void> {
     try {
       await this.socket.write(bytes);
@@ -388,15 +378,27 @@ export class Connection {
     if (m.type !== 'CopyOutResponse') throw new ProtocolError(`expected CopyOutResponse, received ${m.type}`);
   }
 
-  /** Reads one more chunk into the framer; the server closing here is a lost connection. */
-  private async fill(): Promise<void> {
-    const chunk = await this.read();
+  /**
+   * Reads one more chunk into the framer. A transport failure becomes a ConnectionError (the session
+   * is then unusable), and so does the server closing here. One promise per chunk rather than an
+   * async function per layer: a bulk read fills ~60,000 times per GB.
+   */
+  private fill(): Promise<void> {
+    return this.socket.read().then(this.received, this.readFailed);
+  }
+
+  private readonly received = (chunk: Uint8Array | null): void => {
     if (chunk === null) {
       this.closed = true;
       throw new ConnectionError('server closed the connection unexpectedly');
     }
     this.framer.push(chunk);
-  }
+  };
+
+  private readonly readFailed = (e: unknown): never => {
+    this.closed = true;
+    throw lost(e);
+  };
 
   /** A non-CopyData message during COPY OUT; true once ReadyForQuery ends it (tag in `end`). */
   private async copyOutControl(frame: Frame, end: CopyOutEnd): Promise<boolean> {
