@@ -45,6 +45,11 @@ export class ChunkQueue {
     return this.queue.length;
   }
 
+  /** Bytes received and not yet read. */
+  get bytes(): number {
+    return this.queued;
+  }
+
   /** A read() is waiting for data. */
   get pending(): boolean {
     return this.waiter !== null;

@@ -56,6 +56,7 @@ class TlsReader {
       },
       HIGH_WATER,
     );
+    bridge.room = () => HIGH_WATER - this.chunks.bytes;
     // Deno hands out a fresh Buffer per 'data' event: the view is kept without copying.
     sock.on('data', (chunk: Uint8Array) =>
       this.chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
