@@ -26,8 +26,10 @@ describe('ChunkQueue', () => {
     const q = new ChunkQueue(control, 10);
     for (let i = 0; i < 4; i++) q.push(new Uint8Array(4));
     expect(log).toEqual(['pause']);
+    expect(q.bytes).toBe(16);
     await q.read();
     await q.read();
+    expect(q.bytes).toBe(8);
     expect(log).toEqual(['pause']); // 8 bytes left > 5
     await q.read();
     expect(log).toEqual(['pause', 'resume']);
