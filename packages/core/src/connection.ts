@@ -380,8 +380,8 @@ export class Connection {
 
   /**
    * Reads one more chunk into the framer. A transport failure becomes a ConnectionError (the session
-   * is then unusable), and so does the server closing here. One promise per chunk rather than an
-   * async function per layer: a bulk read fills ~60,000 times per GB.
+   * is then unusable), and so does the server closing here. One `.then` on the transport's promise
+   * rather than an async function per layer: a bulk read fills ~60,000 times per GB.
    */
   private fill(): Promise<void> {
     return this.socket.read().then(this.received, this.readFailed);
