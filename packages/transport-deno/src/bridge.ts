@@ -112,7 +112,8 @@ export function connDuplex(conn: Deno.Conn, pending?: Uint8Array): ConnBridge {
           wanted = true;
           return;
         }
-        const want = Math.min(size, drained ? PROBE_READ : Math.max(BUSY_READ, bridge.room?.() ?? MAX_READ));
+        const limit = drained ? PROBE_READ : Math.max(BUSY_READ, bridge.room?.() ?? MAX_READ);
+        const want = Math.min(size, limit);
         const buf = spare?.length === want ? spare : new Uint8Array(want);
         spare = null;
         const n = await conn.read(buf);

@@ -29,7 +29,7 @@ function fakeConn(script: Script) {
     closeWrite: () => Promise.resolve(),
     close: () => {},
   };
-  return { conn: conn as unknown as Deno.Conn, sizes, sent: () => next };
+  return { conn: conn as unknown as Deno.Conn, sizes };
 }
 
 /** Consumes the Duplex until `bytes` arrived (then pauses it), checking the byte sequence. */
@@ -66,14 +66,13 @@ const MiB = 1024 * KiB;
 describe('connDuplex read sizes', () => {
   it('grow to 1 MiB while reads fill and the reader has room, delivering every byte in order', async () => {
     const total = 16 * MiB;
-    const { conn, sizes, sent } = fakeConn((size) => size);
+    const { conn, sizes } = fakeConn((size) => size);
     await withBridge(conn, async (bridge) => {
       bridge.room = () => MiB;
       await drain(bridge.duplex, total);
     });
     expect(sizes.slice(0, 4)).toEqual([4 * KiB, 8 * KiB, 16 * KiB, 32 * KiB]);
     expect(Math.max(...sizes)).toBe(MiB);
-    expect(sent()).toBeGreaterThanOrEqual(total);
   });
 
   it('stay at 64 KiB while the reader has no room (a slow consumer gains nothing from large reads)', async () => {

@@ -26,6 +26,12 @@ export const RUNTIMES: readonly Runtime[] = ['node', 'bun', 'deno'];
 
 export type Mode = 'plain' | 'tls' | 'tls-direct';
 
+/** A warm-up COPY (or ceiling run) moves this share of the timed volume: 1 / WARMUP_DIVISOR. */
+export const WARMUP_DIVISOR = 8;
+
+/** The warm-up volume for a timed volume of `n` rows or bytes. */
+export const warmupOf = (n: number): number => Math.floor(n / WARMUP_DIVISOR);
+
 export interface BenchConfig {
   quick: boolean;
   /** Timed runs per figure (after one warm-up run unless `warmup` is false). */

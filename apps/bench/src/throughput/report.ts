@@ -10,6 +10,7 @@ import {
   type Report,
   RUNTIMES,
   type TargetStatus,
+  WARMUP_DIVISOR,
 } from './model.ts';
 import { fmtNum, fmtRate, fmtRatio } from './stats.ts';
 import { handshakeLabel, NO_KEY_CACHE } from './suite.ts';
@@ -32,6 +33,9 @@ const ratio = (a: Figure, b: Figure | undefined): number | null =>
 
 /** The client runtime whose peers (pg, postgres.js) a figure is compared with. */
 const peerRuntime = (f: Figure): Runtime => (f.runtime === 'native' ? 'node' : f.runtime);
+
+/** How the report names the warm-up's share of the volume. */
+const WARMUP_SHARE = `1/${WARMUP_DIVISOR}`;
 
 /**
  * Ceiling figures by runtime, direction, then mode: they are measured per direction and mode (inside
@@ -462,7 +466,7 @@ export function toMarkdown(r: Report): string {
         ['PgBouncer', m.pgbouncer],
         [
           'Volumes',
-          `read ${volume(c.readRows)}; write ${volume(c.writeRows)}; ceiling ${fmtNum(c.rawBytes / 1e6, 1)} MB in ${c.chunk / 1024} KiB chunks; ${c.runs} timed run${c.runs > 1 ? 's' : ''} per figure${c.warmup ? ' after a warm-up run (⅛ volume)' : ', no warm-up'}`,
+          `read ${volume(c.readRows)}; write ${volume(c.writeRows)}; ceiling ${fmtNum(c.rawBytes / 1e6, 1)} MB in ${c.chunk / 1024} KiB chunks; ${c.runs} timed run${c.runs > 1 ? 's' : ''} per figure${c.warmup ? ` after a warm-up run (${WARMUP_SHARE} volume)` : ', no warm-up'}`,
         ],
       ],
       ['---', '---'],
@@ -627,7 +631,7 @@ export function toMarkdown(r: Report): string {
   out.push(
     [
       '- Every client runs in a process of its own (`dist/throughput-worker.js`) on the runtime under test; servers are separate processes; all on loopback with one certificate (EC P-256, the CA `pgconn serve --tls-dir` generates) and sslmode=verify-full.',
-      '- A figure is the median of the timed runs (min and max beside it). Runs are interleaved: round r runs every row of a table once, starting at a rotating row, each in a fresh client process (connect, in full mode a warm-up COPY of ⅛ of the volume, then the timed one), so load that drifts over minutes falls on every row alike. A run is timed from the query to the last byte (read) or to CommandComplete (write), on the open connection. Every COPY TO (warm-up, timed, slow read) runs on a connection of its own, opened just before it: on Deno, pg + pg-copy-streams never receives a COPY TO that is not the first thing on a fresh connection (its paused socket gets no `readable` event), and on a connection postgres.js has used for a COPY TO, a second `.readable()` often never resolves.',
+      `- A figure is the median of the timed runs (min and max beside it). Runs are interleaved: round r runs every row of a table once, starting at a rotating row, each in a fresh client process (connect, in full mode a warm-up COPY of ${WARMUP_SHARE} of the volume, then the timed one), so load that drifts over minutes falls on every row alike. A run is timed from the query to the last byte (read) or to CommandComplete (write), on the open connection. Every COPY TO (warm-up, timed, slow read) runs on a connection of its own, opened just before it: on Deno, pg + pg-copy-streams never receives a COPY TO that is not the first thing on a fresh connection (its paused socket gets no \`readable\` event), and on a connection postgres.js has used for a COPY TO, a second \`.readable()\` often never resolves.`,
       "- Client CPU s/GB: the client process's user + system CPU time per GB moved (median). On a shared machine it is steadier than MB/s: a client that needs more CPU per byte is slower whatever the load. psql rows have none (psql is timed by itself).",
       "- Byte counts are checked on every run (reads) and the server's row count (writes: the `COPY n` tag, and for pgconn the table's count after the last run); a mismatch fails the figure.",
       "- libpq: Debian's psql 15 `\\copy`, timed by psql's own `\\timing` (excludes process start and connection, like the other rows); `\\copy ... to '/dev/null'` and `\\copy t from FILE` (file in the page cache).",

@@ -18,7 +18,7 @@ import {
   type ThroughputResult,
 } from './jobs.ts';
 import { BENCH_PASSWORD, BENCH_USER, isUnavailable, type Lab, TRUST_USER, type Unavailable } from './lab.ts';
-import type { BenchConfig, Figure, Mode } from './model.ts';
+import { type BenchConfig, type Figure, type Mode, warmupOf } from './model.ts';
 import { cpuSecondsOf, run, sleep, stop, track, waitForLine } from './procs.ts';
 import { mbps, percentile, summarize } from './stats.ts';
 
@@ -309,7 +309,7 @@ async function libpqCopyOnce(
       throw new Error(`psql: expected COPY ${n}, got ${r.stdout.trim().replace(/\n/g, ' / ').slice(0, 120)}`);
     return r.ms;
   };
-  if (cfg.warmup) await once(Math.max(1, Math.floor(rows / 8)));
+  if (cfg.warmup) await once(Math.max(1, warmupOf(rows)));
   const ms = await once(rows);
   if (dir === 'write' && pg) await pg.sql('TRUNCATE t');
   return {
@@ -356,7 +356,7 @@ function ceilingCells(ctx: Ctx, direction: 'read' | 'write', tls: boolean): Cell
                 ca: tls ? lab.certs.ca : null,
                 bytes: cfg.rawBytes,
                 chunk: cfg.chunk,
-                warmupBytes: cfg.warmup ? Math.floor(cfg.rawBytes / 8) : 0,
+                warmupBytes: cfg.warmup ? warmupOf(cfg.rawBytes) : 0,
                 runs: 1,
               },
               timeout(cfg, cfg.rawBytes),
@@ -434,7 +434,7 @@ export async function copySection(ctx: Ctx, dir: 'read' | 'write', withCeiling =
             continue;
           }
           const target = lab.target(s.port, tlsOfMode(mode));
-          const warmupRows = cfg.warmup ? Math.floor(rows / 8) : 0;
+          const warmupRows = cfg.warmup ? warmupOf(rows) : 0;
           const job: Job =
             dir === 'read'
               ? { kind: 'copy-out', driver, target, rows, rowWidth: cfg.rowWidth, warmupRows, runs: 1 }
