@@ -6,9 +6,13 @@
  * UnsupportedError typed instead of turning it into a TLS failure that sslmode=prefer would retry in
  * plaintext.
  */
+import { execFileSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ClientHandshake, type TlsClientOptions, UnsupportedError } from '@pgconn/core';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   CLIENT_CERT_UNVERIFIED,
   SERVER_CLIENT_CERT_UNSUPPORTED,
@@ -73,6 +77,10 @@ describe('private keys', () => {
 
   it('fails to load the key for a wrong or missing passphrase (OpenSSL: bad decrypt, as libpq)', () => {
     for (const key of [encrypted, new Uint8Array(encryptedDer)]) {
+      // Loaded with the right one first: the last pair loaded is kept, and must not answer for another passphrase.
+      expect(tlsConnectOptions({ ...base, key, passphrase: 'right' }).key).toMatch(
+        /^-----BEGIN PRIVATE KEY-----/,
+      );
       for (const passphrase of ['wrong', undefined]) {
         let error: unknown;
         try {
@@ -102,6 +110,51 @@ describe('tlsServerOptions', () => {
     expect(() => tlsServerOptions({ cert: 'x', key, alpnProtocols: [], crl: ['x'] })).toThrow(
       UnsupportedError,
     );
+  });
+});
+
+describe('tlsServerOptions: certificate and key', () => {
+  // Two self-signed pairs from the openssl CLI, independent of the code under test.
+  const dir = mkdtempSync(join(tmpdir(), 'pgconn-deno-pair-'));
+  const pair = (name: string) => {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-subj',
+        '/CN=pgconn-test',
+        '-days',
+        '1',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.crt`,
+      ],
+      { cwd: dir, stdio: 'ignore' },
+    );
+    return {
+      cert: readFileSync(join(dir, `${name}.crt`), 'utf8'),
+      key: readFileSync(join(dir, `${name}.key`), 'utf8'),
+    };
+  };
+  const a = pair('a');
+  const b = pair('b');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const server = (cert: string, key: string) =>
+    tlsServerOptions({ cert, key, alpnProtocols: ['postgresql'] });
+
+  it('checks that they belong together on every call, also right after a matching pair loaded', () => {
+    expect(server(a.cert, a.key)).toMatchObject({ cert: a.cert, key: a.key });
+    expect(() => server(b.cert, a.key)).toThrow(/certificate does not match private key/);
+    expect(server(a.cert, a.key)).toMatchObject({ cert: a.cert, key: a.key });
+    expect(() => server(a.cert, b.key)).toThrow(/certificate does not match private key/);
+    expect(server(b.cert, b.key)).toMatchObject({ cert: b.cert, key: b.key });
   });
 });
 
