@@ -2,6 +2,8 @@
  * Our server side over Node (listener, server-side STARTTLS and direct TLS, acceptSession) against
  * our own client: every sslmode × server TLS setting, SCRAM and SCRAM-PLUS, pipelined bytes kept.
  */
+import { readFileSync } from 'node:fs';
+import * as tls from 'node:tls';
 import {
   type AuthPlan,
   acceptSession,
@@ -148,5 +150,54 @@ describe('pgconn server side over Node, with our client', () => {
     await expect(coreConnect(nodeTransport, resolved)).rejects.toMatchObject({
       fields: { code: '28P01', message: 'password authentication failed for user "alice"' },
     });
+  });
+});
+
+describe('server-side TLS: what startServerTls reports about the client certificate', () => {
+  /** One TLS handshake straight to startServerTls (ca: the client CA, certificate requested). */
+  async function serverSees(client: { cert?: string; key?: string }) {
+    const listener = await nodeTransport.listen({ host: '127.0.0.1', port: 0 });
+    listeners.push(listener);
+    const leaf = certs.server.localhost;
+    const accepted = listener.accept().then((s) =>
+      s!.startServerTls({
+        cert: leaf.certPem,
+        key: leaf.keyPem,
+        ca: [readFileSync(certs.bundles.rootClientCa, 'utf8')],
+        requestCert: true,
+        alpnProtocols: [],
+      }),
+    );
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port: listener.port,
+      rejectUnauthorized: false,
+      ...(client.cert ? { cert: client.cert, key: client.key } : {}),
+    });
+    socket.on('error', () => {});
+    try {
+      return await accepted;
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  it('no certificate: not authorized, and no verdict to report', async () => {
+    const info = await serverSees({});
+    expect(info.authorized).toBe(false);
+    expect(info.peerCertificate).toBeUndefined();
+    expect(info.authorizationError).toBeUndefined();
+  });
+
+  it('a certificate from the trusted CA is authorized; one from another CA is not, with OpenSSL’s reason', async () => {
+    const good = certs.client.client;
+    const trusted = await serverSees({ cert: good.certPem, key: good.keyPem });
+    expect(trusted.authorized).toBe(true);
+    expect(trusted.peerCertificate?.length).toBeGreaterThan(0);
+    const wrong = certs.client.wrongCa;
+    const untrusted = await serverSees({ cert: wrong.certPem, key: wrong.keyPem });
+    expect(untrusted.authorized).toBe(false);
+    expect(untrusted.peerCertificate?.length).toBeGreaterThan(0);
+    expect(untrusted.authorizationError).toMatch(/^[A-Z_]+$/);
   });
 });
