@@ -150,11 +150,22 @@ describe('tlsServerOptions: certificate and key', () => {
     tlsServerOptions({ cert, key, alpnProtocols: ['postgresql'] });
 
   it('checks that they belong together on every call, also right after a matching pair loaded', () => {
-    expect(server(a.cert, a.key)).toMatchObject({ cert: a.cert, key: a.key });
+    const context = server(a.cert, a.key).secureContext;
+    expect(context).toBeDefined();
     expect(() => server(b.cert, a.key)).toThrow(/certificate does not match private key/);
-    expect(server(a.cert, a.key)).toMatchObject({ cert: a.cert, key: a.key });
+    // The same pair again: the same SecureContext (Deno would otherwise build one per socket).
+    expect(server(a.cert, a.key).secureContext).toBe(context);
     expect(() => server(a.cert, b.key)).toThrow(/certificate does not match private key/);
-    expect(server(b.cert, b.key)).toMatchObject({ cert: b.cert, key: b.key });
+    const other = server(b.cert, b.key).secureContext;
+    expect(other).toBeDefined();
+    expect(other).not.toBe(context);
+  });
+
+  it('a different TLS version range gets its own context', () => {
+    const v12 = tlsServerOptions({ cert: a.cert, key: a.key, alpnProtocols: [], maxVersion: 'TLSv1.2' });
+    const v13 = tlsServerOptions({ cert: a.cert, key: a.key, alpnProtocols: [], minVersion: 'TLSv1.3' });
+    expect(v12.secureContext).not.toBe(v13.secureContext);
+    expect(v13).toMatchObject({ minVersion: 'TLSv1.3' });
   });
 });
 
