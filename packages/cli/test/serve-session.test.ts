@@ -139,9 +139,40 @@ describe('the log', () => {
     await eventually(() => /session ended \(Terminate; 1 query\)/.test(server.log()));
     const log = server.log();
     expect(log).toMatch(/session started: user=alice database=alice auth=password no encryption pid=\d+/);
+    expect(log).toMatch(/:\d+ AUTHENTICATING: asking the auth provider$/m); // --log steps, the default
     expect(log).not.toContain(secret);
     expect(server.stdout()).not.toContain(secret);
     for (const line of log.trimEnd().split('\n')) expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z \S/);
+    await server.stop();
+  }, 20_000);
+
+  it('--log connections: a line when a session starts, ends or is refused, none per step', async () => {
+    const server = await serve([
+      '--auth',
+      'trust',
+      '--tls',
+      'off',
+      '--user',
+      'alice',
+      '--log',
+      'connections',
+    ]);
+    const conninfo = `host=127.0.0.1 port=${server.port} sslmode=disable`;
+    const conn = await connect(`${conninfo} user=alice`, { env: {} });
+    await conn.close();
+    await expect(connect(`${conninfo} user=bob`, { env: {} })).rejects.toThrow('role "bob" does not exist');
+    await eventually(() => /closed \(rejected\): role "bob" does not exist/.test(server.log()));
+    await eventually(() => /session ended \(Terminate; 0 queries\)/.test(server.log()));
+    const lines = server
+      .log()
+      .trimEnd()
+      .split('\n')
+      .filter((l) => / \[\d+\] /.test(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/\[1\] 127\.0\.0\.1:\d+ session started: user=alice database=alice auth=trust /);
+    expect(lines[1]).toMatch(/\[1\] 127\.0\.0\.1:\d+ session ended \(Terminate; 0 queries\)$/);
+    expect(lines[2]).toMatch(/\[2\] 127\.0\.0\.1:\d+ closed \(rejected\): role "bob" does not exist$/);
+    expect(server.log()).toContain(' log=connections ');
     await server.stop();
   }, 20_000);
 });
@@ -183,6 +214,7 @@ describe('options', () => {
     [['--runtime', 'bun', '--port', '70000']],
     [['--runtime', 'deno', '--port', '70000']],
     [['--auth-timeout', '0']],
+    [['--log', 'verbose']],
     [['--bogus']],
     [['extra']],
   ])('serve %j exits 2', async (args) => {

@@ -10,7 +10,7 @@ import { createSecureContext } from 'node:tls';
 import { OptionError } from '@pgconn/core';
 import { CURRENT_RUNTIME, type RuntimeName, runtimeVersion, runUnder } from '../runtime.ts';
 import { generateCertificates } from '../serve/certs.ts';
-import { type AuthMethod, type RunningServer, startServer } from '../serve/server.ts';
+import { type AuthMethod, type LogLevel, type RunningServer, startServer } from '../serve/server.ts';
 
 export type TlsMode = 'off' | 'optional' | 'required';
 
@@ -28,6 +28,7 @@ export interface ServeArgs {
   runtime: RuntimeName;
   /** Seconds a connection may take to authenticate (PostgreSQL's authentication_timeout). */
   authTimeout: number;
+  log: LogLevel;
 }
 
 export const SERVE_USAGE = `usage: pgconn serve [--host 127.0.0.1] [--port 5432]
@@ -38,10 +39,13 @@ export const SERVE_USAGE = `usage: pgconn serve [--host 127.0.0.1] [--port 5432]
                     [--auth trust|password|md5|scram-sha-256]   default scram-sha-256
                     [--user NAME] [--password SECRET] default postgres / postgres
                     [--auth-timeout SECONDS]          default 60
+                    [--log steps|connections]         default steps: every negotiation step;
+                                                      connections: sessions started, ended, refused
                     [--runtime node|bun|deno]`;
 
 const AUTH_METHODS: readonly AuthMethod[] = ['trust', 'password', 'md5', 'scram-sha-256'];
 const TLS_MODES: readonly TlsMode[] = ['off', 'optional', 'required'];
+const LOG_LEVELS: readonly LogLevel[] = ['steps', 'connections'];
 const VALUED = new Set([
   '--host',
   '--port',
@@ -54,6 +58,7 @@ const VALUED = new Set([
   '--password',
   '--runtime',
   '--auth-timeout',
+  '--log',
 ]);
 
 const bad = (message: string): never => {
@@ -99,6 +104,8 @@ export function parseServeArgs(argv: string[]): ServeArgs {
   if (!/^\d+(\.\d+)?$/.test(timeoutText) || authTimeout <= 0 || authTimeout > 600) {
     bad(`invalid --auth-timeout value: "${timeoutText}" (seconds, 1 to 600)`);
   }
+  const log = str('--log') ?? 'steps';
+  if (!LOG_LEVELS.includes(log as LogLevel)) bad(`invalid --log value: "${log}"`);
   const auth = str('--auth') ?? 'scram-sha-256';
   if (!AUTH_METHODS.includes(auth as AuthMethod)) bad(`invalid --auth value: "${auth}"`);
   // Default: the runtime this process runs on (`bun bin.js serve` serves on Bun).
@@ -130,6 +137,7 @@ export function parseServeArgs(argv: string[]): ServeArgs {
     password: nonEmpty('--password', 'postgres'),
     runtime: runtime as ServeArgs['runtime'],
     authTimeout,
+    log: log as LogLevel,
   };
   if (tlsCert !== undefined) args.tlsCert = tlsCert;
   if (tlsKey !== undefined) args.tlsKey = tlsKey;
@@ -206,6 +214,7 @@ export async function runServe(argv: string[]): Promise<number> {
       password: args.password,
       authTimeout: args.authTimeout,
       log,
+      logLevel: args.log,
     });
   } catch (e) {
     process.stderr.write(`pgconn: could not start the server: ${(e as Error).message}\n`);
@@ -214,7 +223,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const host = server.host.includes(':') ? `[${server.host}]` : server.host;
   log(
     `tls=${args.tls}${args.directTls ? ' (direct TLS too)' : ''} auth=${args.auth} user=${args.user} ` +
-      `auth-timeout=${args.authTimeout}s runtime=${runtimeVersion()}`,
+      `auth-timeout=${args.authTimeout}s log=${args.log} runtime=${runtimeVersion()}`,
   );
   stdout(`listening on ${host}:${server.port}`);
   const received = await signal;

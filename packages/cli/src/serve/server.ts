@@ -22,6 +22,13 @@ import { Session } from './session.ts';
 
 export type AuthMethod = 'trust' | 'password' | 'md5' | 'scram-sha-256';
 
+/**
+ * `steps`: every negotiation step of every connection (what the CLI is for: seeing how a connection
+ * is negotiated). `connections`: what PostgreSQL's log_connections and log_disconnections (and
+ * PgBouncer's defaults) log: a session started, a session ended, a connection refused or failed.
+ */
+export type LogLevel = 'steps' | 'connections';
+
 export interface ServerOptions {
   host: string;
   port: number;
@@ -35,6 +42,8 @@ export interface ServerOptions {
   authTimeout: number;
   /** One line per event (without trailing newline). */
   log: (line: string) => void;
+  /** Default `steps`. */
+  logLevel?: LogLevel;
 }
 
 export interface RunningServer {
@@ -81,6 +90,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const sessions = new Map<number, Session>();
   const starting = new Set<ServerTransportSocket>();
   const log = (line: string) => o.log(cleanAscii(line));
+  const steps = (o.logLevel ?? 'steps') === 'steps';
   let closing = false;
   let connections = 0;
 
@@ -100,11 +110,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const options: AcceptOptions = {
       tls: o.tls ? { cert: o.tls.certPem, key: o.tls.keyPem } : null,
       authenticationTimeout: o.authTimeout,
-      // CLOSED is logged by onClose, with its reason.
-      onStep: (s) => (s.state === 'CLOSED' ? undefined : log(`${tag} ${s.state}: ${s.detail}`)),
       onCancel: onCancel(tag),
       onClose: (reason, message) => log(`${tag} closed (${reason})${message ? `: ${message}` : ''}`),
     };
+    // CLOSED is logged by onClose, with its reason.
+    if (steps)
+      options.onStep = (s) => (s.state === 'CLOSED' ? undefined : log(`${tag} ${s.state}: ${s.detail}`));
     const conn = await acceptSession(
       socket,
       {
