@@ -1190,5 +1190,13 @@ describe('server parameter helpers', () => {
     expect(truncateName(`${'a'.repeat(62)}é`)).toBe('a'.repeat(62));
     expect(truncateName('short')).toBe('short');
     expect(cleanAscii('a\tb')).toBe('a\\x09b');
+    // Printable ASCII passes unchanged (its fast path); a newline at the very end, DEL, NUL and
+    // non-ASCII (as UTF-8 bytes) do not.
+    const printable = Array.from({ length: 0x5f }, (_, i) => String.fromCharCode(0x20 + i)).join('');
+    expect(cleanAscii(printable)).toBe(printable);
+    expect(cleanAscii('')).toBe('');
+    expect(cleanAscii('line\n')).toBe('line\\x0a');
+    expect(cleanAscii('\x7f\0')).toBe('\\x7f\\x00');
+    expect(cleanAscii('café')).toBe('caf\\xc3\\xa9');
   });
 });
