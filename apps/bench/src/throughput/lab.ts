@@ -145,7 +145,9 @@ export class Lab {
     const tlsArgs = this.certs
       ? ['--tls-cert', this.certs.cert, '--tls-key', this.certs.key]
       : ['--tls-dir', tlsDir];
-    const args = [bin, 'serve', '--port', '0', ...tlsArgs, '--direct-tls'];
+    // --log connections: a line when a session starts and one when it ends, what PgBouncer's defaults
+    // (log_connections, log_disconnections) log; every step of every handshake would be ~10 lines.
+    const args = [bin, 'serve', '--port', '0', ...tlsArgs, '--direct-tls', '--log', 'connections'];
     args.push('--auth', 'scram-sha-256', '--user', BENCH_USER, '--password', BENCH_PASSWORD);
     const [cmd, ...pre] = this.runtimeCommand(runtime);
     const logFile = join(this.dir, `serve-${runtime}.log`);

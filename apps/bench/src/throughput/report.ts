@@ -561,7 +561,7 @@ export function toMarkdown(r: Report): string {
   out.push('## 6. Server side: TLS + SCRAM handshakes accepted, memory per idle TLS connection');
   out.push('');
   out.push(
-    `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count; every round in a fresh process of that server, after 4 connections to warm it (the notes give the median round's RSS).`,
+    `Driver: \`pgbench -C\` (libpq 18, ${c.serverClients} clients, a script of one meta-command, so each transaction is one connection to ReadyForQuery and nothing else), sslmode=verify-full, SCRAM-SHA-256. Logging as PgBouncer's defaults do (a line per login and per disconnection): \`pgconn serve --log connections\`. Memory: the server's RSS before and after ${c.idleConnections} idle TLS+SCRAM connections opened by pgconn's client, divided by the count; every round in a fresh process of that server, after 4 connections to warm it (the notes give the median round's RSS).`,
   );
   out.push('');
   out.push(
