@@ -6,13 +6,10 @@
  * UnsupportedError typed instead of turning it into a TLS failure that sslmode=prefer would retry in
  * plaintext.
  */
-import { execFileSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ClientHandshake, type TlsClientOptions, UnsupportedError } from '@pgconn/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { type CertSet, createCertSet } from '@pgconn/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLIENT_CERT_UNVERIFIED,
   SERVER_CLIENT_CERT_UNSUPPORTED,
@@ -114,38 +111,18 @@ describe('tlsServerOptions', () => {
 });
 
 describe('tlsServerOptions: certificate and key', () => {
-  // Two self-signed pairs from the openssl CLI, independent of the code under test.
-  const dir = mkdtempSync(join(tmpdir(), 'pgconn-deno-pair-'));
-  const pair = (name: string) => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-subj',
-        '/CN=pgconn-test',
-        '-days',
-        '1',
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.crt`,
-      ],
-      { cwd: dir, stdio: 'ignore' },
-    );
-    return {
-      cert: readFileSync(join(dir, `${name}.crt`), 'utf8'),
-      key: readFileSync(join(dir, `${name}.key`), 'utf8'),
-    };
-  };
-  const a = pair('a');
-  const b = pair('b');
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  // Two server certificates with keys of their own, from the shared test PKI.
+  let certs: CertSet;
+  let a: { cert: string; key: string };
+  let b: { cert: string; key: string };
+  beforeAll(async () => {
+    certs = await createCertSet();
+    a = { cert: certs.server.localhost.certPem, key: certs.server.localhost.keyPem };
+    b = { cert: certs.server.cnOnly.certPem, key: certs.server.cnOnly.keyPem };
+  }, 30_000);
+  afterAll(async () => {
+    await certs?.remove();
+  });
   const server = (cert: string, key: string) =>
     tlsServerOptions({ cert, key, alpnProtocols: ['postgresql'] });
 
