@@ -1,7 +1,8 @@
 /**
  * The capability decisions of the Deno transport that need no Deno to check (this file runs on Node):
  * what tlsConnectOptions and tlsServerOptions refuse with an UnsupportedError, what they pass to
- * node:tls (keys decrypted here: a wrong passphrase fails), what the server side reports for a client
+ * node:tls (keys decrypted here: a wrong passphrase fails; the server's key pair checked and its one
+ * SecureContext reused only for the same inputs), what the server side reports for a client
  * certificate, and that the core keeps a transport's
  * UnsupportedError typed instead of turning it into a TLS failure that sslmode=prefer would retry in
  * plaintext.
