@@ -252,8 +252,8 @@ type Versions = ReturnType<typeof versions>;
 
 /**
  * The server's SecureContext, built once for the last pair and versions. Given a cert and key instead,
- * Deno's TLSSocket builds one per socket, parsing the key again to check its strength: ~0.45 ms per
- * handshake (a TLSSocket costs 0.56–0.89 ms to make that way, 0.09–0.14 ms with a context).
+ * Deno's TLSSocket builds one per socket, parsing the key again to check its strength: 0.47–0.74 ms
+ * more per handshake (a TLSSocket cost 0.56–0.89 ms to make that way, 0.09–0.14 ms with a context).
  */
 let lastServerContext: { pair: Readonly<KeyPair>; v: Versions; context: tls.SecureContext } | null = null;
 

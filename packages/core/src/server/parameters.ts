@@ -54,7 +54,7 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
  */
 export function cleanAscii(s: string): string {
   // Nearly every string is already clean (serve passes each log line through here): a regex test
-  // costs a tenth of the byte walk below.
+  // costs a fifth to a tenth of the byte walk below (100 characters, Node / Bun / Deno).
   if (PRINTABLE_ASCII.test(s)) return s;
   let out = '';
   for (const b of encoder.encode(s)) {
