@@ -70,6 +70,7 @@ export {
   lookupPgpass,
   type OptionSource,
   type PgpassEntry,
+  type PgpassFile,
   parseConnectionString,
   parseConninfo,
   parsePgpass,

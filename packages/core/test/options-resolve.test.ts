@@ -89,6 +89,20 @@ describe('defaults', () => {
     expect(() => resolveOptions({})).toThrow(OptionError);
     expect(resolveOptions({ env: { PGUSER: 'envuser' } }).user).toBe('envuser');
   });
+
+  it('looks the OS user up only when no user is given', () => {
+    let lookups = 0;
+    const currentUser = () => {
+      lookups++;
+      return 'looked-up';
+    };
+    expect(resolveOptions({ conninfo: 'user=given', currentUser }).user).toBe('given');
+    expect(resolveOptions({ env: { PGUSER: 'envuser' }, currentUser }).user).toBe('envuser');
+    expect(lookups).toBe(0);
+    const r = resolveOptions({ currentUser });
+    expect([r.user, r.dbname, lookups]).toEqual(['looked-up', 'looked-up', 1]);
+    expect(() => resolveOptions({ currentUser: () => undefined })).toThrow(OptionError);
+  });
 });
 
 describe('precedence: explicit > service > environment > default', () => {
@@ -492,6 +506,36 @@ describe('password file', () => {
     expect(
       resolve({ homeDir: '/h', pgpassText: '*:*:*:*:pw\n', pgpassMode: 0o100600 }).hosts[0]!.password,
     ).toBe('pw');
+  });
+
+  it('takes the mode a reader returns with the text, before pgpassMode', () => {
+    const open = resolve({ homeDir: '/h', pgpassText: () => ({ text: '*:*:*:*:pw\n', mode: 0o644 }) });
+    expect(open.hosts[0]!.password).toBeUndefined();
+    expect(open.warnings).toEqual([
+      'WARNING: password file "/h/.pgpass" has group or world access; permissions should be u=rw (0600) or less',
+    ]);
+    // The reader's mode wins over pgpassMode; a reader without one leaves pgpassMode in charge.
+    const own = () => ({ text: '*:*:*:*:pw\n', mode: 0o600 });
+    expect(resolve({ homeDir: '/h', pgpassText: own, pgpassMode: 0o644 }).hosts[0]!.password).toBe('pw');
+    const noMode = () => ({ text: '*:*:*:*:pw\n' });
+    expect(
+      resolve({ homeDir: '/h', pgpassText: noMode, pgpassMode: 0o640 }).hosts[0]!.password,
+    ).toBeUndefined();
+    expect(resolve({ homeDir: '/h', pgpassText: noMode }).hosts[0]!.password).toBe('pw');
+  });
+
+  it('does not call the reader when a password is given', () => {
+    let calls = 0;
+    const read = () => {
+      calls++;
+      return '*:*:*:*:pw\n';
+    };
+    expect(resolve({ conninfo: 'password=given', homeDir: '/h', pgpassText: read }).hosts[0]!.password).toBe(
+      'given',
+    );
+    expect(calls).toBe(0);
+    expect(resolve({ homeDir: '/h', pgpassText: read }).hosts[0]!.password).toBe('pw');
+    expect(calls).toBe(1);
   });
 
   it('matches the default socket directory as localhost', () => {

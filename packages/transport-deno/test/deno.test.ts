@@ -6,6 +6,8 @@
  * getCACertificates('system') for sslrootcert=system asks for it; no narrower grant exists).
  */
 import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type CertSet,
@@ -13,6 +15,7 @@ import {
   createCertSet,
   type PgServer,
   startTlsPostgres,
+  TEST_PASSWORD,
 } from '@pgconn/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -40,6 +43,7 @@ const EXPECTED: Record<string, Expected> = {
   'pg18 direct TLS + SCRAM-SHA-256-PLUS': 'PASS',
   'pg15 direct TLS refused (no ALPN before 17)': 'PASS',
   'pg15 SCRAM-SHA-256 (plaintext)': 'PASS',
+  'pg15 ~/.pgpass (0600 used, 0644 ignored with a warning, none)': 'PASS',
   'pg15 client certificate, encrypted PEM key (sslpassword)': 'PASS',
   'pg15 client certificate, DER key': 'PASS',
   'pg15 client certificate, encrypted DER key (sslpassword)': 'PASS',
@@ -104,9 +108,23 @@ beforeAll(async () => {
   ]);
   servers.push(pg15, pg18);
   const sockets = servers.map((s) => `${s.socketDir}/.s.PGSQL.${s.port}`);
+  // Under the certificate directory, which Deno may read.
+  const homes = { pgpass600: '', pgpass644: '', empty: '' };
+  for (const [name, mode] of [
+    ['pgpass600', 0o600],
+    ['pgpass644', 0o644],
+    ['empty', 0],
+  ] as const) {
+    homes[name] = join(certs.dir, `home-${name}`);
+    mkdirSync(homes[name]);
+    if (mode === 0) continue;
+    writeFileSync(join(homes[name], '.pgpass'), `127.0.0.1:${pg15.port}:*:scramuser:${TEST_PASSWORD}\n`);
+    chmodSync(join(homes[name], '.pgpass'), mode);
+  }
   const env = {
     pg15: { port: pg15.port, socketDir: pg15.socketDir },
     pg18: { port: pg18.port, socketDir: pg18.socketDir },
+    homes,
     certs: {
       rootServerCa: certs.bundles.rootServerCa,
       wrongCa: certs.ca.wrong.cert,

@@ -25,7 +25,7 @@ import {
   scramVerifier,
   UnsupportedError,
 } from '@pgconn/core';
-import { connect, denoTransport, SERVER_CLIENT_CERT_UNSUPPORTED } from '../src/index.ts';
+import { connect, denoTransport, resolveDenoOptions, SERVER_CLIENT_CERT_UNSUPPORTED } from '../src/index.ts';
 
 export interface SmokeServer {
   port: number;
@@ -35,6 +35,8 @@ export interface SmokeServer {
 export interface SmokeEnv {
   pg15: SmokeServer;
   pg18: SmokeServer;
+  /** Home directories: `.pgpass` for scramuser on pg15 at mode 0600, the same at 0644, none. */
+  homes: { pgpass600: string; pgpass644: string; empty: string };
   certs: {
     /** root+server_ca.crt */
     rootServerCa: string;
@@ -210,6 +212,27 @@ await pass('pg15 SCRAM-SHA-256 (plaintext)', () =>
     return select1(c);
   }),
 );
+await pass('pg15 ~/.pgpass (0600 used, 0644 ignored with a warning, none)', async () => {
+  const ci = `${b15} user=scramuser sslmode=disable`;
+  const open = resolveDenoOptions(ci, { env: { HOME: env.homes.pgpass644 } });
+  const warning = `WARNING: password file "${env.homes.pgpass644}/.pgpass" has group or world access; permissions should be u=rw (0600) or less`;
+  if (open.hosts[0]?.password !== undefined || open.warnings.join() !== warning) {
+    throw new Error(`0644: password ${open.hosts[0]?.password}, warnings ${JSON.stringify(open.warnings)}`);
+  }
+  const none = resolveDenoOptions(ci, { env: { HOME: env.homes.empty } });
+  if (none.hosts[0]?.password !== undefined || none.warnings.length > 0) {
+    throw new Error(
+      `no file: password ${none.hosts[0]?.password}, warnings ${JSON.stringify(none.warnings)}`,
+    );
+  }
+  const c = await connect(ci, { env: { HOME: env.homes.pgpass600 } });
+  try {
+    if (c.handshake.authMethod !== 'SCRAM-SHA-256') throw new Error(`auth ${c.handshake.authMethod}`);
+    return `0644 ignored with the warning, none without one; 0600: ${await select1(c)}`;
+  } finally {
+    await c.close();
+  }
+});
 await pass('pg15 client certificate, encrypted PEM key (sslpassword)', () =>
   withConn(
     `${b15} user=ssltestuser ${verified} sslcert=${C.ssltestuser.cert} sslkey=${C.ssltestuser.encryptedKey} sslpassword=${C.ssltestuser.passphrase}`,

@@ -33,6 +33,7 @@ export {
   isUnixSocketPath,
   type LoadBalanceHosts,
   type OptionSource,
+  type PgpassFile,
   parseIntOption,
   passwordFileHint,
   type ResolvedOptions,

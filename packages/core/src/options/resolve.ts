@@ -42,6 +42,12 @@ export type OptionSource = 'explicit' | 'service' | 'environment' | 'default';
 /** A file the caller can read: a reader by path, or texts already read, keyed by path. */
 export type FileSource = ((path: string) => string | null) | Readonly<Record<string, string>>;
 
+/** The password file as a reader found it: its text, and its st_mode when the reader knows it. */
+export interface PgpassFile {
+  text: string;
+  mode?: number;
+}
+
 export interface ResolveInput {
   /** Keyword/value string or `postgres[ql]://` URI (told apart by the URI prefix). */
   conninfo?: string;
@@ -57,15 +63,20 @@ export interface ResolveInput {
   /**
    * The password file: its text (the contents of `passfile`/PGPASSFILE/`<homeDir>/.pgpass`, i.e. the
    * path reported in `passfile`), or a reader called with that path (not called when there is no
-   * path: no passfile, PGPASSFILE or homeDir). Only consulted when no password is given.
+   * path: no passfile, PGPASSFILE or homeDir). Only consulted when no password is given. A reader
+   * that stats the file can return its text with its st_mode (as libpq's passwordFromFile does):
+   * one stat and one read, no second pass with `pgpassMode`.
    */
-  pgpassText?: string | ((path: string) => string | null);
+  pgpassText?: string | ((path: string) => string | PgpassFile | null);
   /** st_mode of the password file; with group/world bits set the file is ignored with a warning. */
   pgpassMode?: number;
   /** The user's home directory (HOME); used for ~/.pgpass, ~/.pg_service.conf and ~/.postgresql/. */
   homeDir?: string;
-  /** The OS user name, the default `user`. */
-  currentUser?: string;
+  /**
+   * The OS user name, the default `user`; or a function that looks it up, called only when no
+   * `user`/PGUSER/service gives one (on Node the lookup reads the password database).
+   */
+  currentUser?: string | (() => string | undefined);
   /** DEFAULT_PGSOCKET_DIR; `/tmp` when absent (Debian builds use `/var/run/postgresql`). '' means localhost. */
   defaultSocketDir?: string;
   /** Compiled SYSCONFDIR, overridden by PGSYSCONFDIR; `/usr/local/pgsql/etc` when absent. */
@@ -396,7 +407,8 @@ function finish(
   }
 
   // User and database.
-  const user = nonEmpty('user') ?? input.currentUser;
+  const user =
+    nonEmpty('user') ?? (typeof input.currentUser === 'function' ? input.currentUser() : input.currentUser);
   if (user === undefined || user === '') {
     throw new OptionError(
       'could not determine the local user name: pass currentUser or set "user" or PGUSER',
@@ -415,8 +427,11 @@ function finish(
   } else if (input.pgpassText !== undefined) {
     // A reader needs a path; pre-read text is used as given (it is the file at `passfile`, if known).
     const reader = input.pgpassText;
-    const text = typeof reader === 'function' ? (passfile === undefined ? null : reader(passfile)) : reader;
-    if (text !== null && input.pgpassMode !== undefined && !pgpassPermissionsOk(input.pgpassMode)) {
+    const read = typeof reader === 'function' ? (passfile === undefined ? null : reader(passfile)) : reader;
+    const text = typeof read === 'object' && read !== null ? read.text : read;
+    const mode =
+      typeof read === 'object' && read !== null && read.mode !== undefined ? read.mode : input.pgpassMode;
+    if (text !== null && mode !== undefined && !pgpassPermissionsOk(mode)) {
       warnings.push(pgpassPermissionsWarning(passfile ?? PGPASSFILE));
     } else if (text !== null) {
       const entries = parsePgpass(text);
