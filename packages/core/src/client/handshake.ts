@@ -463,11 +463,26 @@ export class ClientHandshake {
       return [];
     }
     const out: ClientAction[] = [];
+    for (;;) {
+      const pending = this.pump(out);
+      if (pending === null) return out;
+      for (const a of await pending) out.push(a);
+    }
+  }
+
+  /**
+   * Handles what is buffered, synchronously, until it runs out or a message needs asynchronous work
+   * (the SCRAM steps: WebCrypto); returns that message's promise, or null. Only SCRAM awaits: a
+   * trust or password handshake runs no promise per message, and this loop stays a plain function
+   * (V8 optimizes the handshake's hottest loop on a background thread while the first connections
+   * run: an async loop that inlined the message handlers took several milliseconds to compile).
+   */
+  private pump(out: ClientAction[]): Promise<ClientAction[]> | null {
     while (this.state !== 'OK' && this.state !== 'BAD') {
       if (this.state === 'SSL_STARTUP') {
         const reply = this.framer.readByte();
         if (reply === -1) break;
-        out.push(...this.onSslReply(reply));
+        for (const a of this.onSslReply(reply)) out.push(a);
         continue;
       }
       if (this.state !== 'AWAITING_RESPONSE' && this.state !== 'AUTH_OK') {
@@ -479,9 +494,11 @@ export class ClientHandshake {
       this.checkHeader();
       const frame = this.framer.next();
       if (frame === null) break;
-      out.push(...(await this.onMessage(frame)));
+      const actions = this.onMessage(frame);
+      if (!Array.isArray(actions)) return actions;
+      for (const a of actions) out.push(a);
     }
-    return out;
+    return null;
   }
 
   private onSslReply(reply: number): ClientAction[] {
@@ -562,13 +579,13 @@ export class ClientHandshake {
     }
   }
 
-  private async onMessage(frame: Frame): Promise<ClientAction[]> {
+  private onMessage(frame: Frame): ClientAction[] | Promise<ClientAction[]> {
     const msg = decodeBackend(frame);
     if (this.state === 'AWAITING_RESPONSE') return this.onAuthMessage(msg, frame.type);
     return this.onAuthOkMessage(msg);
   }
 
-  private async onAuthMessage(msg: BackendMessage, type: number): Promise<ClientAction[]> {
+  private onAuthMessage(msg: BackendMessage, type: number): ClientAction[] | Promise<ClientAction[]> {
     switch (msg.type) {
       case 'ErrorResponse': {
         const err = new ServerError(msg.fields);
@@ -632,7 +649,7 @@ export class ClientHandshake {
   }
 
   /** check_expected_areq (require_auth, channel_binding), then pg_fe_sendauth. */
-  private async onAuthRequest(msg: BackendMessage): Promise<ClientAction[]> {
+  private onAuthRequest(msg: BackendMessage): ClientAction[] | Promise<ClientAction[]> {
     const code = authCodeOf(msg);
     checkRequireAuth(this.requireAuth, code, this.finishedAuth);
     if (this.channelBinding === 'require') {
@@ -662,22 +679,14 @@ export class ClientHandshake {
         return this.sendPassword(md5PasswordResponse(this.cfg.user, this.requirePassword(), msg.salt));
       case 'AuthenticationSASL':
         return this.startSasl(msg.mechanisms);
-      case 'AuthenticationSASLContinue': {
+      case 'AuthenticationSASLContinue':
         if (!this.scram)
           throw new ProtocolError('AuthenticationSASLContinue received before AuthenticationSASL');
-        const final = await this.scram.handleServerFirst(msg.data);
-        encodeFrontend(this.writer, { type: 'SASLResponse', data: final });
-        this.step('AWAITING_RESPONSE', 'sent SCRAM client-final-message');
-        return [{ type: 'write', bytes: this.writer.take() }];
-      }
+        return this.saslContinue(this.scram, msg.data);
       case 'AuthenticationSASLFinal':
         if (!this.scram)
           throw new ProtocolError('AuthenticationSASLFinal received before AuthenticationSASL');
-        await this.scram.handleServerFinal(msg.data);
-        this.scramDone = true;
-        this.finishedAuth = true;
-        this.onStep?.({ state: this.state, detail: 'verified SCRAM server signature' });
-        return [];
+        return this.saslFinal(this.scram, msg.data);
       case 'AuthenticationKerberosV5':
         throw new AuthError('Kerberos 5 authentication not supported');
       case 'AuthenticationGSS':
@@ -688,6 +697,21 @@ export class ClientHandshake {
       default:
         throw new ProtocolError(`unexpected authentication message ${msg.type}`);
     }
+  }
+
+  private async saslContinue(scram: ScramClient, serverFirst: Uint8Array): Promise<ClientAction[]> {
+    const final = await scram.handleServerFirst(serverFirst);
+    encodeFrontend(this.writer, { type: 'SASLResponse', data: final });
+    this.step('AWAITING_RESPONSE', 'sent SCRAM client-final-message');
+    return [{ type: 'write', bytes: this.writer.take() }];
+  }
+
+  private async saslFinal(scram: ScramClient, serverFinal: Uint8Array): Promise<ClientAction[]> {
+    await scram.handleServerFinal(serverFinal);
+    this.scramDone = true;
+    this.finishedAuth = true;
+    this.onStep?.({ state: this.state, detail: 'verified SCRAM server signature' });
+    return [];
   }
 
   private requirePassword(): string {
