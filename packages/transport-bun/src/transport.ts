@@ -145,10 +145,14 @@ export class BunTransport implements Transport {
     return all.map((a) => a.address);
   }
 
-  /** Small regular files synchronously, as the Node transport does (and says why); others off the loop. */
+  /**
+   * Small regular files synchronously, as the Node transport does (and says why); others off the loop.
+   * A missing file costs no ENOENT Error (throwIfNoEntry), as on Node.
+   */
   async readFile(path: string): Promise<Uint8Array | null> {
     try {
-      const st = statSync(path);
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (!st) return null;
       const b = st.isFile() && st.size <= SYNC_READ_MAX ? readFileSync(path) : await readFile(path);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
@@ -168,7 +172,8 @@ export class BunTransport implements Transport {
 
   async fileInfo(path: string): Promise<FileInfo | null> {
     try {
-      const s = statSync(path);
+      const s = statSync(path, { throwIfNoEntry: false });
+      if (!s) return null;
       return { isFile: s.isFile(), mode: s.mode & 0o7777, uid: s.uid };
     } catch (e) {
       if (missing(e)) return null;

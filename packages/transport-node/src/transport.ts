@@ -105,11 +105,14 @@ export class NodeTransport implements Transport {
    * TLS files are read on every connection, as libpq reads them. A small regular file is read
    * synchronously: 7–13 µs of event-loop time for a 2 KB file, where fs/promises took 245–265 µs of
    * latency in four thread-pool hops (measured here, 200 reads each). Anything else (a
-   * FIFO, a device, a large file) is read asynchronously, so it cannot stall the loop.
+   * FIFO, a device, a large file) is read asynchronously, so it cannot stall the loop. A missing
+   * file (the default ~/.postgresql/postgresql.crt and root.crl, most of the time) is found without an
+   * ENOENT Error: building one, stack and all, cost more than the stat.
    */
   async readFile(path: string): Promise<Uint8Array | null> {
     try {
-      const st = statSync(path);
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (!st) return null;
       const b = st.isFile() && st.size <= SYNC_READ_MAX ? readFileSync(path) : await readFile(path);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
@@ -131,8 +134,8 @@ export class NodeTransport implements Transport {
 
   async fileInfo(path: string): Promise<FileInfo | null> {
     try {
-      const s = statSync(path); // stat never waits on the file's content
-
+      const s = statSync(path, { throwIfNoEntry: false }); // stat never waits on the file's content
+      if (!s) return null;
       return { isFile: s.isFile(), mode: s.mode & 0o7777, uid: s.uid };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')

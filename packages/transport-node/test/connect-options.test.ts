@@ -1,7 +1,8 @@
 /**
  * What Node's entry point reads before it connects (resolveNodeOptions): ~/.pgpass with its mode in
  * one stat, the service file, and the OS user only when no user is given (userInfo() reads the
- * password database). No server needed: these are the files and lookups, not the connection.
+ * password database); and the transport's file access for TLS material (a missing file is null).
+ * No server needed: these are the files and lookups, not the connection.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -14,7 +15,7 @@ vi.mock('node:os', async (importOriginal) => {
   return { ...real, userInfo: vi.fn(real.userInfo) };
 });
 
-const { resolveNodeOptions } = await import('../src/index.ts');
+const { nodeTransport, resolveNodeOptions } = await import('../src/index.ts');
 
 let dir: string;
 const home = (name: string, pgpass?: { text: string; mode: number }): string => {
@@ -81,5 +82,21 @@ describe('resolveNodeOptions', () => {
     const r = resolveNodeOptions('host=127.0.0.1', { env: { HOME: h } });
     expect(userInfo).toHaveBeenCalledTimes(1);
     expect([r.user, r.dbname]).toEqual([os.userInfo().username, os.userInfo().username]);
+  });
+});
+
+describe('nodeTransport files (TLS material)', () => {
+  it('a missing file, or a path under a regular file, is null; a present one is read', async () => {
+    const h = home('files');
+    const file = join(h, 'root.crt');
+    writeFileSync(file, 'pem text');
+    chmodSync(file, 0o640);
+    for (const path of [join(h, 'absent.crt'), join(file, 'below')]) {
+      expect(await nodeTransport.readFile(path)).toBeNull();
+      expect(await nodeTransport.fileInfo(path)).toBeNull();
+    }
+    expect(new TextDecoder().decode((await nodeTransport.readFile(file))!)).toBe('pem text');
+    expect(await nodeTransport.fileInfo(file)).toEqual({ isFile: true, mode: 0o640, uid: process.getuid!() });
+    expect(await nodeTransport.fileInfo(h)).toMatchObject({ isFile: false });
   });
 });
