@@ -335,10 +335,10 @@ export class Connection {
       const end: CopyOutEnd = { tag: '' };
       for (;;) {
         // Hot path: CopyData is recognised from the type byte without building a message object.
-        const type = this.framer.nextType();
-        if (type === -1) await this.fill();
-        else if (type === BackendType.CopyData) yield this.framer.body;
-        else if (await this.copyOutControl({ type, body: this.framer.body }, end)) return end.tag;
+        const frame = this.framer.next();
+        if (frame === null) await this.fill();
+        else if (frame.type === BackendType.CopyData) yield frame.body;
+        else if (await this.copyOutControl(frame, end)) return end.tag;
       }
     } finally {
       this.busy = false;
@@ -357,12 +357,12 @@ export class Connection {
       await this.startCopyOut(sql);
       const end: CopyOutEnd = { tag: '' };
       for (;;) {
-        const type = this.framer.nextType();
-        if (type === -1) await this.fill();
-        else if (type === BackendType.CopyData) {
-          const pending = onData(this.framer.body);
+        const frame = this.framer.next();
+        if (frame === null) await this.fill();
+        else if (frame.type === BackendType.CopyData) {
+          const pending = onData(frame.body);
           if (pending !== undefined) await pending;
-        } else if (await this.copyOutControl({ type, body: this.framer.body }, end)) return end.tag;
+        } else if (await this.copyOutControl(frame, end)) return end.tag;
       }
     } finally {
       this.busy = false;

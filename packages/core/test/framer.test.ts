@@ -75,33 +75,6 @@ describe('Framer', () => {
     );
   });
 
-  it('nextType: the type byte with the body in `body`, -1 until a message is whole; it interleaves with next()', () => {
-    const { bytes, expected } = stream();
-    for (let cut = 0; cut <= bytes.length; cut++) {
-      const f = new Framer();
-      const got: Array<[number, number[]]> = [];
-      const take = () => {
-        for (;;) {
-          if (got.length % 2 === 0) {
-            const type = f.nextType();
-            if (type === -1) return;
-            got.push([type, [...f.body]]);
-          } else {
-            const m = f.next();
-            if (m === null) return;
-            got.push([m.type, [...m.body]]);
-          }
-        }
-      };
-      f.push(bytes.subarray(0, cut));
-      take();
-      f.push(bytes.subarray(cut));
-      take();
-      expect(got, `cut at ${cut}`).toEqual(expected);
-      expect(f.nextType()).toBe(-1);
-    }
-  });
-
   it('does not copy a chunk that holds whole messages (zero-copy views)', () => {
     const { bytes } = stream();
     const f = new Framer();
