@@ -524,6 +524,14 @@ describe('password file', () => {
     expect(resolve({ homeDir: '/h', pgpassText: noMode }).hosts[0]!.password).toBe('pw');
   });
 
+  it('warns about a password file that is not a plain file and ignores it, before its mode', () => {
+    const r = resolve({ homeDir: '/h', pgpassText: () => ({ text: '', isFile: false, mode: 0o644 }) });
+    expect(r.hosts[0]!.password).toBeUndefined();
+    expect(r.warnings).toEqual(['WARNING: password file "/h/.pgpass" is not a plain file']);
+    const file = () => ({ text: '*:*:*:*:pw\n', isFile: true, mode: 0o600 });
+    expect(resolve({ homeDir: '/h', pgpassText: file }).hosts[0]!.password).toBe('pw');
+  });
+
   it('does not call the reader when a password is given', () => {
     let calls = 0;
     const read = () => {

@@ -32,13 +32,15 @@ const readText = (path: string): string | null => {
  * missing file costs one NotFound (~10 µs on Deno), not two (read, then stat for the mode).
  */
 const readPgpass = (path: string): PgpassFile | null => {
-  let mode: number | null;
+  let st: Deno.FileInfo;
   try {
-    mode = Deno.statSync(path).mode;
+    st = Deno.statSync(path);
   } catch (e) {
     if (isMissing(e)) return null;
     throw e;
   }
+  if (!st.isFile) return { text: '', isFile: false };
+  const mode = st.mode;
   const text = readText(path);
   if (text === null) return null;
   return mode === null ? { text } : { text, mode: mode & 0o777 };

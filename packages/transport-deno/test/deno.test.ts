@@ -43,7 +43,7 @@ const EXPECTED: Record<string, Expected> = {
   'pg18 direct TLS + SCRAM-SHA-256-PLUS': 'PASS',
   'pg15 direct TLS refused (no ALPN before 17)': 'PASS',
   'pg15 SCRAM-SHA-256 (plaintext)': 'PASS',
-  'pg15 ~/.pgpass (0600 used, 0644 ignored with a warning, none)': 'PASS',
+  'pg15 ~/.pgpass (0600 used; 0644 and a directory ignored with warnings; none)': 'PASS',
   'pg15 client certificate, encrypted PEM key (sslpassword)': 'PASS',
   'pg15 client certificate, DER key': 'PASS',
   'pg15 client certificate, encrypted DER key (sslpassword)': 'PASS',
@@ -109,14 +109,16 @@ beforeAll(async () => {
   servers.push(pg15, pg18);
   const sockets = servers.map((s) => `${s.socketDir}/.s.PGSQL.${s.port}`);
   // Under the certificate directory, which Deno may read.
-  const homes = { pgpass600: '', pgpass644: '', empty: '' };
+  const homes = { pgpass600: '', pgpass644: '', empty: '', pgpassDir: '' };
   for (const [name, mode] of [
     ['pgpass600', 0o600],
     ['pgpass644', 0o644],
     ['empty', 0],
+    ['pgpassDir', 0],
   ] as const) {
     homes[name] = join(certs.dir, `home-${name}`);
     mkdirSync(homes[name]);
+    if (name === 'pgpassDir') mkdirSync(join(homes[name], '.pgpass'));
     if (mode === 0) continue;
     writeFileSync(join(homes[name], '.pgpass'), `127.0.0.1:${pg15.port}:*:scramuser:${TEST_PASSWORD}\n`);
     chmodSync(join(homes[name], '.pgpass'), mode);

@@ -35,8 +35,8 @@ export interface SmokeServer {
 export interface SmokeEnv {
   pg15: SmokeServer;
   pg18: SmokeServer;
-  /** Home directories: `.pgpass` for scramuser on pg15 at mode 0600, the same at 0644, none. */
-  homes: { pgpass600: string; pgpass644: string; empty: string };
+  /** Home directories: `.pgpass` for scramuser on pg15 at mode 0600, the same at 0644, none, a directory. */
+  homes: { pgpass600: string; pgpass644: string; empty: string; pgpassDir: string };
   certs: {
     /** root+server_ca.crt */
     rootServerCa: string;
@@ -212,7 +212,7 @@ await pass('pg15 SCRAM-SHA-256 (plaintext)', () =>
     return select1(c);
   }),
 );
-await pass('pg15 ~/.pgpass (0600 used, 0644 ignored with a warning, none)', async () => {
+await pass('pg15 ~/.pgpass (0600 used; 0644 and a directory ignored with warnings; none)', async () => {
   const ci = `${b15} user=scramuser sslmode=disable`;
   const open = resolveDenoOptions(ci, { env: { HOME: env.homes.pgpass644 } });
   const warning = `WARNING: password file "${env.homes.pgpass644}/.pgpass" has group or world access; permissions should be u=rw (0600) or less`;
@@ -225,10 +225,17 @@ await pass('pg15 ~/.pgpass (0600 used, 0644 ignored with a warning, none)', asyn
       `no file: password ${none.hosts[0]?.password}, warnings ${JSON.stringify(none.warnings)}`,
     );
   }
+  const dir = resolveDenoOptions(ci, { env: { HOME: env.homes.pgpassDir } });
+  const notPlain = `WARNING: password file "${env.homes.pgpassDir}/.pgpass" is not a plain file`;
+  if (dir.hosts[0]?.password !== undefined || dir.warnings.join() !== notPlain) {
+    throw new Error(
+      `directory: password ${dir.hosts[0]?.password}, warnings ${JSON.stringify(dir.warnings)}`,
+    );
+  }
   const c = await connect(ci, { env: { HOME: env.homes.pgpass600 } });
   try {
     if (c.handshake.authMethod !== 'SCRAM-SHA-256') throw new Error(`auth ${c.handshake.authMethod}`);
-    return `0644 ignored with the warning, none without one; 0600: ${await select1(c)}`;
+    return `0644 and a directory ignored with their warnings, none without one; 0600: ${await select1(c)}`;
   } finally {
     await c.close();
   }

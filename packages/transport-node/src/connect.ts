@@ -29,7 +29,9 @@ const readText = (path: string): string | null => {
 const readPgpass = (path: string): PgpassFile | null => {
   try {
     const st = statSync(path, { throwIfNoEntry: false });
-    return st ? { text: readFileSync(path, 'utf8'), mode: st.mode & 0o777 } : null;
+    if (!st) return null;
+    if (!st.isFile()) return { text: '', isFile: false };
+    return { text: readFileSync(path, 'utf8'), mode: st.mode & 0o777 };
   } catch {
     return null;
   }

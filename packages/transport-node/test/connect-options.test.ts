@@ -49,15 +49,17 @@ describe('resolveNodeOptions', () => {
     ]);
   });
 
-  it('a missing password file, or a directory in its place, gives no password and no error', () => {
+  it('a missing password file gives nothing; a directory in its place, libpq\'s "not a plain file" warning', () => {
     const none = home('none');
     const r = resolveNodeOptions('host=127.0.0.1 user=alice', { env: { HOME: none } });
     expect([r.passfile, r.hosts[0]!.password, r.warnings]).toEqual([`${none}/.pgpass`, undefined, []]);
     const d = home('dir');
     mkdirSync(join(d, '.pgpass'));
-    expect(resolveNodeOptions('host=127.0.0.1 user=alice', { env: { HOME: d } }).hosts[0]!.password).toBe(
+    const dir = resolveNodeOptions('host=127.0.0.1 user=alice', { env: { HOME: d } });
+    expect([dir.hosts[0]!.password, dir.warnings]).toEqual([
       undefined,
-    );
+      [`WARNING: password file "${d}/.pgpass" is not a plain file`],
+    ]);
   });
 
   it('reads the service file from the home directory', () => {

@@ -23,7 +23,13 @@ import {
   isKeyword,
   KEYWORDS,
 } from './keywords.ts';
-import { lookupPgpass, parsePgpass, pgpassPermissionsOk, pgpassPermissionsWarning } from './pgpass.ts';
+import {
+  lookupPgpass,
+  parsePgpass,
+  pgpassNotPlainFileWarning,
+  pgpassPermissionsOk,
+  pgpassPermissionsWarning,
+} from './pgpass.ts';
 import { parseServiceFile } from './service.ts';
 import { parseConnectionString } from './uri.ts';
 
@@ -42,10 +48,14 @@ export type OptionSource = 'explicit' | 'service' | 'environment' | 'default';
 /** A file the caller can read: a reader by path, or texts already read, keyed by path. */
 export type FileSource = ((path: string) => string | null) | Readonly<Record<string, string>>;
 
-/** The password file as a reader found it: its text, and its st_mode when the reader knows it. */
+/**
+ * The password file as a reader found it: its text, and its st_mode when the reader knows it.
+ * `isFile: false` (a directory, a device such as /dev/null) makes libpq warn and ignore the file.
+ */
 export interface PgpassFile {
   text: string;
   mode?: number;
+  isFile?: boolean;
 }
 
 export interface ResolveInput {
@@ -428,10 +438,13 @@ function finish(
     // A reader needs a path; pre-read text is used as given (it is the file at `passfile`, if known).
     const reader = input.pgpassText;
     const read = typeof reader === 'function' ? (passfile === undefined ? null : reader(passfile)) : reader;
+    const file = typeof read === 'object' ? read : null;
     const text = typeof read === 'object' && read !== null ? read.text : read;
-    const mode =
-      typeof read === 'object' && read !== null && read.mode !== undefined ? read.mode : input.pgpassMode;
-    if (text !== null && mode !== undefined && !pgpassPermissionsOk(mode)) {
+    const mode = file?.mode ?? input.pgpassMode;
+    // passwordFromFile: a file that is not a regular one, then one with group/world access.
+    if (file?.isFile === false) {
+      warnings.push(pgpassNotPlainFileWarning(passfile ?? PGPASSFILE));
+    } else if (text !== null && mode !== undefined && !pgpassPermissionsOk(mode)) {
       warnings.push(pgpassPermissionsWarning(passfile ?? PGPASSFILE));
     } else if (text !== null) {
       const entries = parsePgpass(text);
