@@ -438,16 +438,15 @@ function finish(
     // A reader needs a path; pre-read text is used as given (it is the file at `passfile`, if known).
     const reader = input.pgpassText;
     const read = typeof reader === 'function' ? (passfile === undefined ? null : reader(passfile)) : reader;
-    const file = typeof read === 'object' ? read : null;
-    const text = typeof read === 'object' && read !== null ? read.text : read;
+    const file: PgpassFile | null = typeof read === 'string' ? { text: read } : read;
     const mode = file?.mode ?? input.pgpassMode;
     // passwordFromFile: a file that is not a regular one, then one with group/world access.
     if (file?.isFile === false) {
       warnings.push(pgpassNotPlainFileWarning(passfile ?? PGPASSFILE));
-    } else if (text !== null && mode !== undefined && !pgpassPermissionsOk(mode)) {
+    } else if (file && mode !== undefined && !pgpassPermissionsOk(mode)) {
       warnings.push(pgpassPermissionsWarning(passfile ?? PGPASSFILE));
-    } else if (text !== null) {
-      const entries = parsePgpass(text);
+    } else if (file) {
+      const entries = parsePgpass(file.text);
       for (const target of hosts) {
         const found = lookupPgpass(entries, {
           host: target.host !== '' ? target.host : (target.hostaddr ?? ''),
