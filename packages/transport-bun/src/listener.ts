@@ -36,7 +36,7 @@ export class BunListener implements Listener {
       return;
     }
     native.setNoDelay(true);
-    const s = new BunSocket();
+    const s = new BunSocket('server');
     s.attach(native);
     native.data = s;
     const w = this.waiters.shift();

@@ -11,7 +11,8 @@
  * - One server path uses Bun's node:tls: a direct TLS connection whose ClientHello was already read
  *   (to look at its first byte) — native upgradeTLS cannot be handed bytes that were already consumed,
  *   so a node:tls TLSSocket runs over a small Duplex fed from the native socket.
- * - close(): `end()` sends close_notify (TLS) then FIN; destroy(): `terminate()`.
+ * - close(): close_notify (TLS) then FIN. The client role does not wait for the server to close its
+ *   end, as libpq's PQfinish does not; the server role waits for the client's FIN. destroy(): `terminate()`.
  */
 import { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
@@ -74,6 +75,13 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
 
   remoteAddress = '';
   remotePort = 0;
+
+  /**
+   * @param role 'client' closes like libpq's PQfinish (close_notify and FIN sent, the socket released
+   *   without waiting for the peer); 'server' waits for the client's FIN (up to 2 s), so an
+   *   ErrorResponse is not cut off by a reset while the client is still sending.
+   */
+  constructor(private readonly role: 'client' | 'server' = 'client') {}
 
   /** @internal Handlers for the plain socket (client side; the listener dispatches to the same methods). */
   readonly rawHandlers: BunNative.SocketHandler = {
@@ -403,8 +411,11 @@ export class BunSocket implements TransportSocket, ServerTransportSocket {
         clearTimeout(timer);
         resolve();
       });
-      // end(): close_notify when TLS is active, then FIN. We do not wait for the peer's reply data.
+      // close_notify when TLS is active, then FIN; the peer's reply data is never read. Bun's native
+      // TLS end() reports the close only after the peer's own close, a round trip later (or the timer,
+      // against a server that keeps its end open); shutdown() sends the same bytes and closes at once.
       if (this.phase === 'node') this.secure?.end();
+      else if (this.phase === 'tls' && this.role === 'client') this.native?.shutdown();
       else this.native?.end();
       this.chunks.unpause();
     });

@@ -205,6 +205,82 @@ check(
   },
 );
 
+/**
+ * A TCP relay in front of `port` that records how the client's side ended: the TLS records it sent
+ * (type and length, after an 8-byte SSLRequest if there was one) and whether it ended with a FIN.
+ * Once `seen.hold` is set, nothing more reaches the client from the server (a server slow to close
+ * its end, or a long link).
+ */
+async function recordingRelay(port: number) {
+  const net = await import('node:net');
+  const seen = { records: [] as string[], fin: false, hold: false };
+  const relay = net.createServer((c) => {
+    const up = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let first = true;
+    c.on('data', (d: Buffer) => {
+      up.write(d);
+      buf = Buffer.concat([buf, d]);
+      if (first && buf.length >= 8 && buf.readUInt32BE(0) === 8) buf = buf.subarray(8);
+      first = false;
+      while (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
+        seen.records.push(`${buf[0]}/${buf.readUInt16BE(3)}`);
+        buf = buf.subarray(5 + buf.readUInt16BE(3));
+      }
+    });
+    c.on('end', () => {
+      seen.fin = true;
+      up.end();
+    });
+    c.on('error', () => up.destroy());
+    c.on('close', () => up.destroy());
+    up.on('data', (d: Buffer) => seen.hold || c.write(d));
+    up.on('end', () => seen.hold || c.end());
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const address = relay.address() as import('node:net').AddressInfo;
+  return { port: address.port, seen, close: () => relay.close() };
+}
+
+// libpq's PQfinish sends close_notify and closes its socket; it never waits for the server to close
+// its end. Bun's native TLS end() reports the close only once the peer has closed too: a round trip
+// per close() over a network, and the 2 s timer against a server that keeps its end open.
+for (const how of ['STARTTLS', 'direct TLS'] as const) {
+  check(`client close() over ${how}: close_notify and FIN, without waiting for the server`, async () => {
+    const listener = await bunTransport.listen({ host: '127.0.0.1', port: 0 });
+    const relay = await recordingRelay(listener.port);
+    const serving = (async () => {
+      const s = (await listener.accept())!;
+      if (how === 'STARTTLS') await s.startServerTls(serverTls);
+      else await s.startServerTls(serverTls, (await s.read())!);
+      return s;
+    })();
+    const endpoint = { host: '127.0.0.1', port: relay.port };
+    let client: TransportSocket;
+    if (how === 'STARTTLS') {
+      client = await bunTransport.connect(endpoint);
+      await client.startTls(clientTls());
+    } else client = (await bunTransport.connectTls(endpoint, clientTls())).socket;
+    const server = await serving;
+    await transfer(client, server, 64 << 10, 7);
+    // From here the client hears nothing from the server: its close_notify answer and FIN are held.
+    relay.seen.hold = true;
+    const closed = await Promise.race([
+      client.close().then(() => 'closed'),
+      sleep(1000).then(() => 'waiting'),
+    ]);
+    assert.equal(closed, 'closed', 'close() waited for the server to close its end');
+    assert.equal(await server.read(), null);
+    await sleep(50);
+    assert.equal(relay.seen.fin, true, 'the client ended with a FIN');
+    // TLS 1.3: close_notify is an application_data record of 2 alert bytes + content type + 16-byte tag.
+    assert.equal(relay.seen.records.at(-1), '23/19', `last records: ${relay.seen.records.slice(-3)}`);
+    await server.close();
+    relay.close();
+    await listener.close();
+  });
+}
+
 check('plaintext queued before startTls is refused (client and server)', async () => {
   const { client, server, listener } = await pair();
   await server.write(new TextEncoder().encode('injected'));
