@@ -256,6 +256,21 @@ describe('parseUri: more', () => {
     expect(uriDecode('%41%61')).toBe('Aa');
     expect(() => uriDecode('%4')).toThrow('invalid percent-encoded token: "%4"');
     expect(() => uriDecode('%4 ')).toThrow('invalid percent-encoded token: "%4 "');
+    // Text with nothing to decode comes back as it is; an unpaired surrogate still becomes U+FFFD.
+    expect(uriDecode('/tmp/ca.crt')).toBe('/tmp/ca.crt');
+    expect(uriDecode('h\u00e9\u{1F600}')).toBe('h\u00e9\u{1F600}');
+    expect(uriDecode('a\uD800b')).toBe('a\uFFFDb');
+    expect(uriDecode('\uDC00')).toBe('\uFFFD');
+  });
+
+  it('uriDecode: the text itself when there is nothing to decode, as the byte path would give', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 40 }), (s) => {
+        const t = s.replace(/[% \0]/g, '');
+        const viaBytes = new TextDecoder().decode(new TextEncoder().encode(t));
+        expect(uriDecode(t)).toBe(viaBytes);
+      }),
+    );
   });
 });
 

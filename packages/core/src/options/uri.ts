@@ -24,11 +24,16 @@ const hexValue = (c: string | undefined): number => {
   return -1;
 };
 
+const NEEDS_DECODING = /[% \uD800-\uDFFF]/;
+
 /**
  * conninfo_uri_decode: `%XX` → byte, `%00` forbidden, surrounding spaces skipped, interior spaces
  * rejected. The decoded bytes are read as UTF-8 (invalid sequences become U+FFFD).
  */
 export function uriDecode(str: string): string {
+  // Nothing to decode, the usual case: the text is its own result. A surrogate takes the byte path,
+  // whose UTF-8 round trip turns an unpaired one into U+FFFD.
+  if (!NEEDS_DECODING.test(str)) return str;
   const bytes: number[] = [];
   const n = str.length;
   let q = 0;
