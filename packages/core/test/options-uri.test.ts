@@ -266,7 +266,7 @@ describe('parseUri: more', () => {
   it('uriDecode: the text itself when there is nothing to decode, as the byte path would give', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 40 }), (s) => {
-        const t = s.replace(/[% \0]/g, '');
+        const t = s.replace(/[% ]/g, '');
         const viaBytes = new TextDecoder().decode(new TextEncoder().encode(t));
         expect(uriDecode(t)).toBe(viaBytes);
       }),
