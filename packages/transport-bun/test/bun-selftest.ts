@@ -207,7 +207,7 @@ check(
 
 /**
  * A TCP relay in front of `port` that records how the client's side ended: the TLS records it sent
- * (type and length, after an 8-byte SSLRequest if there was one) and whether it ended with a FIN.
+ * (type and length; the checks below speak TLS from the first byte) and whether it ended with a FIN.
  * Once `seen.hold` is set, nothing more reaches the client from the server (a server slow to close
  * its end, or a long link).
  */
@@ -217,15 +217,13 @@ async function recordingRelay(port: number) {
   const relay = net.createServer((c) => {
     const up = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
-    let first = true;
     c.on('data', (d: Buffer) => {
       up.write(d);
       buf = Buffer.concat([buf, d]);
-      if (first && buf.length >= 8 && buf.readUInt32BE(0) === 8) buf = buf.subarray(8);
-      first = false;
       while (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
-        seen.records.push(`${buf[0]}/${buf.readUInt16BE(3)}`);
-        buf = buf.subarray(5 + buf.readUInt16BE(3));
+        const length = buf.readUInt16BE(3);
+        seen.records.push(`${buf[0]}/${length}`);
+        buf = buf.subarray(5 + length);
       }
     });
     c.on('end', () => {

@@ -40,10 +40,9 @@ const readPgpass = (path: string): PgpassFile | null => {
     throw e;
   }
   if (!st.isFile) return { text: '', isFile: false };
-  const mode = st.mode;
   const text = readText(path);
   if (text === null) return null;
-  return mode === null ? { text } : { text, mode: mode & 0o777 };
+  return st.mode === null ? { text } : { text, mode: st.mode & 0o777 };
 };
 
 /** `onStep` and `scramMaxIterations` as in core's ConnectOptions. */
