@@ -17,6 +17,7 @@ import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { AuthError, OptionError, ProtocolError } from '../errors.ts';
 import { concatBytes, fromBase64, fromLatin1, latin1, owned, toBase64, utf8 } from './bytes.ts';
 import { constantTimeEqual } from './constant-time.ts';
+import { randomBytes } from './random.ts';
 import { pgSaslprep } from './saslprep.ts';
 import { defaultScramKeyCache, type ScramKeyCache, type ScramKeys } from './scram-key-cache.ts';
 
@@ -92,7 +93,7 @@ function xor(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 function randomNonce(): string {
-  return toBase64(globalThis.crypto.getRandomValues(new Uint8Array(RAW_NONCE_LENGTH)));
+  return toBase64(randomBytes(RAW_NONCE_LENGTH));
 }
 
 // ---------------------------------------------------------------------------------------------

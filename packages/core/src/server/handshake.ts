@@ -22,6 +22,7 @@
 
 import { tlsServerEndPointHash } from '../auth/channel-binding.ts';
 import { verifyMd5Response } from '../auth/md5.ts';
+import { randomBytes } from '../auth/random.ts';
 import { mockVerifier, parseScramVerifier, ScramServer, type ScramVerifier } from '../auth/scram.ts';
 import { certificateNames } from '../client/verify.ts';
 import { encodeBackend } from '../codec/backend.ts';
@@ -680,7 +681,7 @@ export class ServerHandshake {
         const scram = stored === null ? null : parseScramVerifier(stored);
         if (scram) return this.startSasl(scram);
         this.md5Stored = stored;
-        this.md5Salt = globalThis.crypto.getRandomValues(new Uint8Array(4));
+        this.md5Salt = randomBytes(4);
         encodeBackend(this.writer, { type: 'AuthenticationMD5Password', salt: this.md5Salt });
         return this.request('md5', 'sent AuthenticationMD5Password');
       }
@@ -999,7 +1000,7 @@ export class ServerHandshake {
     }
     // 32 random bytes when the client asked for ≥ 3.2 (the grease version included), else 4.
     const keyLength = this.requestedVersion >= PROTOCOL_3_2 ? 32 : 4;
-    const secretKey = globalThis.crypto.getRandomValues(new Uint8Array(keyLength));
+    const secretKey = randomBytes(keyLength);
     encodeBackend(this.writer, { type: 'BackendKeyData', processId: this.processId, secretKey });
     encodeBackend(this.writer, { type: 'ReadyForQuery', status: 'I' });
     const bytes = this.writer.take();
