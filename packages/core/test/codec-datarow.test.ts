@@ -7,7 +7,7 @@ import { Framer } from '../src/codec/framer.ts';
 import { decodeText } from '../src/codec/reader.ts';
 import { Writer } from '../src/codec/writer.ts';
 import { ProtocolError } from '../src/errors.ts';
-import { fcParams } from './fc.ts';
+import { FUZZ_TIMEOUT, fcParams, fuzzRuns } from './fc.ts';
 
 // The reference: each field decoded on its own, keeping a leading U+FEFF as a value's own text.
 const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
@@ -72,6 +72,43 @@ describe('decodeDataRowText', () => {
     );
   });
 
+  it(
+    'equals a per-field decode when a multi-byte character puts the row off the byte-per-unit path',
+    () => {
+      // Rows of short fields (length words below 128), each with at least one multi-byte character, so
+      // the row is cut from one string at offsets counted from the bytes: valid UTF-8 counted, invalid
+      // bytes (overlong forms, surrogates, above U+10FFFF, truncated sequences) left to the decoder.
+      const odd = fc.constantFrom(
+        Uint8Array.of(0xc0, 0xaf),
+        Uint8Array.of(0xe0, 0x80, 0xaf),
+        Uint8Array.of(0xed, 0xa0, 0x80),
+        Uint8Array.of(0xf4, 0x90, 0x80, 0x80),
+        Uint8Array.of(0xf0, 0x8f, 0xbf, 0xbf),
+        Uint8Array.of(0xf5),
+        Uint8Array.of(0xf0, 0x9f, 0x98, 0x80),
+        Uint8Array.of(0xef, 0xbb, 0xbf),
+      );
+      const piece = fc.oneof(bytes, odd);
+      const shortField = fc.option(
+        fc
+          .array(piece, { maxLength: 4 })
+          .map((parts) => parts.reduce(concat, new Uint8Array(0)).subarray(0, 127)),
+        { nil: null, freq: 6 },
+      );
+      fc.assert(
+        fc.property(fc.array(shortField, { maxLength: 10 }), fc.nat(), (fields, at) => {
+          const all = [...fields];
+          all.splice(at % (all.length + 1), 0, utf8.encode('Zoë'));
+          expect(decodeDataRowText(body(all))).toEqual(
+            all.map((f) => (f === null ? null : decoder.decode(f))),
+          );
+        }),
+        fcParams(fuzzRuns(1000)),
+      );
+    },
+    FUZZ_TIMEOUT,
+  );
+
   it("equals decodeBackend's DataRow fields decoded with decodeText", () => {
     fc.assert(
       fc.property(fc.array(field, { maxLength: 12 }), (fields) => {
@@ -116,6 +153,30 @@ describe('decodeDataRowText', () => {
       Uint8Array.of(0xac),
     ];
     expect(decodeDataRowText(body(fields))).toEqual(['A\ufffd', '\ufffd', '\ufffd', '\ufffd']);
+  });
+
+  it('decodes rows with multi-byte text exactly, whichever way they are cut', () => {
+    const perField = (fields: readonly (Uint8Array | null)[]) =>
+      fields.map((f) => (f === null ? null : decoder.decode(f)));
+    const filled = (n: number, first: number, rest: number) => {
+      const b = new Uint8Array(n).fill(rest);
+      b[0] = first;
+      return b;
+    };
+    const rows: (Uint8Array | null)[][] = [
+      // Separated: multi-byte text, no NUL byte.
+      [utf8.encode('Zoë'), null, utf8.encode('42'), utf8.encode('Müller, François'), new Uint8Array(0)],
+      // A length word of 0x0000C3A9 is "é" in the middle of it, and the field starts with 0xA9.
+      [utf8.encode('Zoë'), filled(0xc3a9, 0xa9, 0x78)],
+      // 195 bytes: the length word ends in 0xC3, which joins the field's first byte 0xA9 into "é".
+      [utf8.encode('Zoë'), filled(0xc3, 0xa9, 0x78), utf8.encode('after')],
+      [filled(0xe2, 0x82, 0xac), utf8.encode('x'), utf8.encode('Zoë')],
+      // A field holding NUL bytes: field by field.
+      [utf8.encode('José'), Uint8Array.of(0x61, 0, 0, 0, 0, 0x62), utf8.encode('x')],
+      // Over 64 KiB: field by field.
+      [utf8.encode('Zoë'), filled(70_000, 0xc3, 0xa9)],
+    ];
+    for (const fields of rows) expect(decodeDataRowText(body(fields))).toEqual(perField(fields));
   });
 
   describe('refuses malformed bodies as decodeBackend does', () => {

@@ -4,7 +4,16 @@
  * decoded once and fields are cut out with `substring`. That is exact whenever the decoded string
  * has as many UTF-16 units as the body has bytes: then every byte became exactly one unit (ASCII, or
  * a lone invalid byte → U+FFFD, which a per-field decode gives too), so byte offsets are string
- * offsets. Any multi-byte character breaks the equality, and the row is decoded field by field.
+ * offsets.
+ *
+ * A multi-byte character breaks the equality (a name like "Zoë" in the row). When every length word
+ * is below 128 or -1 (short fields, the common case), the row is still cut from the same string:
+ * such a word is 00 00 00 <ASCII> or FF FF FF FF, four units that no UTF-8 sequence can join (no byte
+ * of it continues a sequence, none of it starts one), so every field decodes in the string exactly
+ * as on its own. A field of valid UTF-8 is then a substring at the running offset, its UTF-16 length
+ * counted from its bytes; a field with invalid bytes is decoded on its own (the decoder's U+FFFD
+ * rules), and its length moves the offset on. Rows with longer fields are decoded field by field
+ * (a length word such as 00 00 C3 A9 holds "é", and may join the field behind it).
  * Bounds checks and errors match decodeBackend's DataRow.
  */
 import { ProtocolError } from '../errors.ts';
@@ -16,6 +25,9 @@ const fail = (reason: string): never => {
   throw new ProtocolError(`invalid DataRow message: ${reason}`);
 };
 
+const lengthAt = (b: Uint8Array, at: number): number =>
+  (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!;
+
 /** A DataRow body's fields as strings (`null` for SQL NULL). */
 export function decodeDataRowText(body: Uint8Array): (string | null)[] {
   const end = body.length;
@@ -25,21 +37,107 @@ export function decodeDataRowText(body: Uint8Array): (string | null)[] {
   if (count * 4 > end - 2) fail(`${count} fields cannot fit in ${end} bytes`);
   const fields = new Array<string | null>(count);
   const whole = decoder.decode(body);
-  const aligned = whole.length === end;
+  if (whole.length !== end) return decodeMultiByte(body, count, whole, fields);
   let pos = 2;
   for (let i = 0; i < count; i++) {
     if (end - pos < 4) fail('truncated');
-    const len = (body[pos]! << 24) | (body[pos + 1]! << 16) | (body[pos + 2]! << 8) | body[pos + 3]!;
+    const len = lengthAt(body, pos);
     pos += 4;
     if (len < 0) {
       if (len !== -1) fail(`invalid field length ${len}`);
       fields[i] = null;
     } else {
       if (end - pos < len) fail('truncated');
-      fields[i] = aligned ? whole.substring(pos, pos + len) : decoder.decode(body.subarray(pos, pos + len));
+      fields[i] = whole.substring(pos, pos + len);
       pos += len;
     }
   }
   if (pos !== end) fail(`${end - pos} unexpected trailing byte(s)`);
   return fields;
+}
+
+/** A row with multi-byte text: validated first, then cut from `whole` or decoded field by field. */
+function decodeMultiByte(
+  body: Uint8Array,
+  count: number,
+  whole: string,
+  fields: (string | null)[],
+): (string | null)[] {
+  const end = body.length;
+  let short = true;
+  let pos = 2;
+  for (let i = 0; i < count; i++) {
+    if (end - pos < 4) fail('truncated');
+    const len = lengthAt(body, pos);
+    pos += 4;
+    if (len < 0) {
+      if (len !== -1) fail(`invalid field length ${len}`);
+    } else {
+      if (end - pos < len) fail('truncated');
+      if (len >= 0x80) short = false;
+      pos += len;
+    }
+  }
+  if (pos !== end) fail(`${end - pos} unexpected trailing byte(s)`);
+  pos = 2;
+  // The count word is two units as well: its first byte is ASCII, and the byte after it is a length word's.
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const len = lengthAt(body, pos);
+    pos += 4;
+    at += 4;
+    if (len < 0) {
+      fields[i] = null;
+      continue;
+    }
+    const units = short ? utf16Length(body, pos, pos + len) : -1;
+    if (units >= 0) {
+      fields[i] = whole.substring(at, at + units);
+      at += units;
+    } else {
+      const text = decoder.decode(body.subarray(pos, pos + len));
+      fields[i] = text;
+      at += text.length;
+    }
+    pos += len;
+  }
+  return fields;
+}
+
+/**
+ * The UTF-16 length of `b[from, to)` when it is valid UTF-8 (one unit per 1- to 3-byte sequence, two
+ * per 4-byte one; the same bounds as the WHATWG decoder: no overlong form, no surrogate, nothing above
+ * U+10FFFF), or -1: anything invalid is left to the decoder, whose U+FFFD rules decide its length.
+ */
+function utf16Length(b: Uint8Array, from: number, to: number): number {
+  let units = 0;
+  let i = from;
+  while (i < to) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      units++;
+      i++;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      if (i + 1 >= to || (b[i + 1]! & 0xc0) !== 0x80) return -1;
+      units++;
+      i += 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      if (i + 2 >= to) return -1;
+      const c1 = b[i + 1]!;
+      if (c1 < (c === 0xe0 ? 0xa0 : 0x80) || c1 > (c === 0xed ? 0x9f : 0xbf)) return -1;
+      if ((b[i + 2]! & 0xc0) !== 0x80) return -1;
+      units++;
+      i += 3;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      if (i + 3 >= to) return -1;
+      const c1 = b[i + 1]!;
+      if (c1 < (c === 0xf0 ? 0x90 : 0x80) || c1 > (c === 0xf4 ? 0x8f : 0xbf)) return -1;
+      if ((b[i + 2]! & 0xc0) !== 0x80 || (b[i + 3]! & 0xc0) !== 0x80) return -1;
+      units += 2;
+      i += 4;
+    } else {
+      return -1;
+    }
+  }
+  return units;
 }
