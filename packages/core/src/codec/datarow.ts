@@ -6,14 +6,15 @@
  * a lone invalid byte → U+FFFD, which a per-field decode gives too), so byte offsets are string
  * offsets.
  *
- * A multi-byte character breaks the equality (a name like "Zoë" in the row). When every length word
- * is below 128 or -1 (short fields, the common case), the row is still cut from the same string:
+ * A multi-byte character breaks the equality (a name like "Zoë" in the row). While the length words
+ * are below 128 or -1 (short fields, the common case), the row is still cut from the same string:
  * such a word is 00 00 00 <ASCII> or FF FF FF FF, four units that no UTF-8 sequence can join (no byte
  * of it continues a sequence, none of it starts one), so every field decodes in the string exactly
  * as on its own. A field of valid UTF-8 is then a substring at the running offset, its UTF-16 length
  * counted from its bytes; a field with invalid bytes is decoded on its own (the decoder's U+FFFD
- * rules), and its length moves the offset on. Rows with longer fields are decoded field by field
- * (a length word such as 00 00 C3 A9 holds "é", and may join the field behind it).
+ * rules), and its length moves the offset on. From the first field of 128 bytes or more on, fields
+ * are decoded on their own (a length word such as 00 00 C3 A9 holds "é", and may join the field
+ * behind it; the fields before it are not affected, its first byte is 00).
  * Bounds checks and errors match decodeBackend's DataRow.
  */
 import { ProtocolError } from '../errors.ts';
@@ -37,70 +38,39 @@ export function decodeDataRowText(body: Uint8Array): (string | null)[] {
   if (count * 4 > end - 2) fail(`${count} fields cannot fit in ${end} bytes`);
   const fields = new Array<string | null>(count);
   const whole = decoder.decode(body);
-  if (whole.length !== end) return decodeMultiByte(body, count, whole, fields);
+  const aligned = whole.length === end;
+  // Off the byte-per-unit path: `at` is the string offset of `pos` while every length word so far
+  // was short; from the first long one on, fields are decoded on their own.
+  let byField = false;
+  let at = 2; // the count word is two units: its first byte is ASCII, the next byte a length word's
   let pos = 2;
   for (let i = 0; i < count; i++) {
     if (end - pos < 4) fail('truncated');
-    const len = lengthAt(body, pos);
-    pos += 4;
-    if (len < 0) {
-      if (len !== -1) fail(`invalid field length ${len}`);
-      fields[i] = null;
-    } else {
-      if (end - pos < len) fail('truncated');
-      fields[i] = whole.substring(pos, pos + len);
-      pos += len;
-    }
-  }
-  if (pos !== end) fail(`${end - pos} unexpected trailing byte(s)`);
-  return fields;
-}
-
-/** A row with multi-byte text: validated first, then cut from `whole` or decoded field by field. */
-function decodeMultiByte(
-  body: Uint8Array,
-  count: number,
-  whole: string,
-  fields: (string | null)[],
-): (string | null)[] {
-  const end = body.length;
-  let short = true;
-  let pos = 2;
-  for (let i = 0; i < count; i++) {
-    if (end - pos < 4) fail('truncated');
-    const len = lengthAt(body, pos);
-    pos += 4;
-    if (len < 0) {
-      if (len !== -1) fail(`invalid field length ${len}`);
-    } else {
-      if (end - pos < len) fail('truncated');
-      if (len >= 0x80) short = false;
-      pos += len;
-    }
-  }
-  if (pos !== end) fail(`${end - pos} unexpected trailing byte(s)`);
-  pos = 2;
-  // The count word is two units as well: its first byte is ASCII, and the byte after it is a length word's.
-  let at = 2;
-  for (let i = 0; i < count; i++) {
     const len = lengthAt(body, pos);
     pos += 4;
     at += 4;
     if (len < 0) {
+      if (len !== -1) fail(`invalid field length ${len}`);
       fields[i] = null;
       continue;
     }
-    const units = short ? utf16Length(body, pos, pos + len) : -1;
-    if (units >= 0) {
-      fields[i] = whole.substring(at, at + units);
-      at += units;
-    } else {
-      const text = decoder.decode(body.subarray(pos, pos + len));
-      fields[i] = text;
-      at += text.length;
+    if (end - pos < len) fail('truncated');
+    if (aligned) fields[i] = whole.substring(pos, pos + len);
+    else {
+      if (len >= 0x80) byField = true;
+      const units = byField ? -1 : utf16Length(body, pos, pos + len);
+      if (units >= 0) {
+        fields[i] = whole.substring(at, at + units);
+        at += units;
+      } else {
+        const text = decoder.decode(body.subarray(pos, pos + len));
+        fields[i] = text;
+        at += text.length;
+      }
     }
     pos += len;
   }
+  if (pos !== end) fail(`${end - pos} unexpected trailing byte(s)`);
   return fields;
 }
 
