@@ -270,6 +270,7 @@ describe('parseUri: more', () => {
         const viaBytes = new TextDecoder().decode(new TextEncoder().encode(t));
         expect(uriDecode(t)).toBe(viaBytes);
       }),
+      fcParams(),
     );
   });
 });

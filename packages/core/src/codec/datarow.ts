@@ -87,27 +87,28 @@ function utf16Length(b: Uint8Array, from: number, to: number): number {
     if (c < 0x80) {
       units++;
       i++;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      if (i + 1 >= to || (b[i + 1]! & 0xc0) !== 0x80) return -1;
-      units++;
-      i += 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      if (i + 2 >= to) return -1;
-      const c1 = b[i + 1]!;
-      if (c1 < (c === 0xe0 ? 0xa0 : 0x80) || c1 > (c === 0xed ? 0x9f : 0xbf)) return -1;
-      if ((b[i + 2]! & 0xc0) !== 0x80) return -1;
-      units++;
-      i += 3;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      if (i + 3 >= to) return -1;
-      const c1 = b[i + 1]!;
-      if (c1 < (c === 0xf0 ? 0x90 : 0x80) || c1 > (c === 0xf4 ? 0x8f : 0xbf)) return -1;
-      if ((b[i + 2]! & 0xc0) !== 0x80 || (b[i + 3]! & 0xc0) !== 0x80) return -1;
-      units += 2;
-      i += 4;
-    } else {
-      return -1;
+      continue;
     }
+    // The WHATWG decoder's "bytes needed" and the bounds on the byte after the lead.
+    let needed: number;
+    let lower = 0x80;
+    let upper = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) needed = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      needed = 2;
+      if (c === 0xe0) lower = 0xa0;
+      else if (c === 0xed) upper = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      needed = 3;
+      if (c === 0xf0) lower = 0x90;
+      else if (c === 0xf4) upper = 0x8f;
+    } else return -1;
+    if (i + needed >= to) return -1;
+    const c1 = b[i + 1]!;
+    if (c1 < lower || c1 > upper) return -1;
+    for (let j = 2; j <= needed; j++) if ((b[i + j]! & 0xc0) !== 0x80) return -1;
+    units += needed === 3 ? 2 : 1;
+    i += needed + 1;
   }
   return units;
 }
